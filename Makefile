@@ -1,0 +1,39 @@
+# Every target sets the project up first on a fresh machine (scripts/setup.sh, into .venv), so a newcomer needs
+# nothing but `make reproduce` (the main job) and `make test` (the tests).
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# the notebooks run two at a time, one thread each: on a 2-core machine this beats two threads each
+JOBS ?= 2
+ARGS ?=
+
+.PHONY: help setup test reproduce docs notebooks export clean
+help:
+	@echo "make reproduce  # the main job: headline experiments at the fast default, results/ (ARGS='--full' etc.)"
+	@echo "make test       # every notebook under nbdev_test + the pytest suite (install, doc site, browser)"
+	@echo "make setup      # only the set-up: .venv with torch, nbdev 2 stack, learn2learn 0.2.0, symmetries -e"
+	@echo "make docs       # the doc site, built offline into docs/"
+	@echo "make notebooks  # execute every notebook in place (saved outputs are what the docs show)"
+
+setup: $(VENV)/.setup-done
+$(VENV)/.setup-done: scripts/setup.sh requirements-dev.txt setup.py settings.ini
+	bash scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest -n $(JOBS) --dist loadfile tests
+
+reproduce: setup
+	$(BIN)/symmetries_reproduce $(ARGS)
+
+docs: setup
+	bash scripts/build_docs.sh
+
+notebooks: setup
+	$(PY) scripts/run_notebooks.py
+
+export: setup
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+clean:
+	rm -rf _proc docs/*.html docs/site_libs results .pytest_cache

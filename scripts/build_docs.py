@@ -1,0 +1,101 @@
+"""Build the doc site into docs/ from the notebooks, offline.
+
+    python scripts/build_docs.py            # docs/ (what `make docs` runs)
+    python scripts/build_docs.py --readme   # only regenerate README.md from nbs/index.ipynb
+
+nbdev's own processing (`proc_nbs`: frontmatter, `show_doc` tables for every exported name, hidden cells dropped)
+writes `_proc/`; the pure-Python renderer `smalldocs` turns that Quarto project into HTML. Where Quarto is
+installed, `nbdev_docs` is the equivalent. Pages keep their notebook's name (`03_layers.html`); links that nbdev
+points at the published site are rewritten to the local pages so the built site is self-contained.
+"""
+import argparse, json, re, shutil, subprocess, sys
+from pathlib import Path
+
+import nbdev.doclinks
+from nbdev.config import get_config
+from nbdev.quarto import proc_nbs, refresh_quarto_yml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def notebooks(nbs_path):
+    "The site's pages in sidebar order: index first, then by number."
+    nbs = sorted(p for p in nbs_path.glob("*.ipynb") if p.name != "index.ipynb")
+    return [nbs_path / "index.ipynb"] + nbs
+
+
+def write_sidebar(nbs_path):
+    lines = ["website:", "  sidebar:", "    contents:"] + [f"      - {p.name}" for p in notebooks(nbs_path)]
+    (nbs_path / "sidebar.yml").write_text("\n".join(lines) + "\n")
+
+
+def module_pages(nbs_path):
+    "Map `module.html` (the page name nbdev links to) to the notebook's page name."
+    pages = {}
+    for p in notebooks(nbs_path):
+        src = "".join(json.loads(p.read_text())["cells"][0]["source"])
+        m = re.search(r"#\|\s*default_exp\s+(\S+)", src)
+        if m: pages[m.group(1).replace(".", "/") + ".html"] = p.stem + ".html"
+    return pages
+
+
+def relink(site, cfg, pages):
+    "Point nbdev's links to the published site at the local pages."
+    host = (cfg.doc_host + cfg.doc_baseurl).rstrip("/") + "/"
+    pat = re.compile(re.escape(host) + r"([\w/.-]+\.html)")
+    for html in site.glob("*.html"):
+        text = html.read_text()
+        new = pat.sub(lambda m: pages.get(m.group(1), m.group(1)), text)
+        if new != text: html.write_text(new)
+
+
+def build_readme(nbs_path):
+    "README.md from index.ipynb: markdown cells as they are, code cells fenced, their text outputs below."
+    nb = json.loads((nbs_path / "index.ipynb").read_text())
+    out = ["<!-- WARNING: generated from nbs/index.ipynb by scripts/build_docs.py --readme; edit the notebook -->", ""]
+    for cell in nb["cells"]:
+        src = "".join(cell["source"]).strip()
+        if cell["cell_type"] == "markdown": out += [src, ""]
+        elif cell["cell_type"] == "code" and not src.startswith("#| hide"):
+            out += ["```python", src, "```", ""]
+            text = "".join("".join(o.get("text", "")) if o.get("output_type") == "stream" else
+                           "".join(o.get("data", {}).get("text/plain", "")) for o in cell.get("outputs", []))
+            if text.strip(): out += ["```", text.rstrip(), "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--readme", action="store_true", help="only write README.md from nbs/index.ipynb")
+    ap.add_argument("--check-readme", action="store_true", help="only check that README.md is up to date (exit 1 if not)")
+    a = ap.parse_args()
+    cfg = get_config(path=ROOT)
+    nbs_path, doc_path = cfg.nbs_path, cfg.doc_path
+    if a.check_readme:
+        ok = (cfg.config_path / "README.md").read_text() == build_readme(nbs_path)
+        print("README.md is up to date" if ok else "README.md differs from nbs/index.ipynb: run `python scripts/build_docs.py --readme`")
+        sys.exit(0 if ok else 1)
+    if a.readme:
+        (cfg.config_path / "README.md").write_text(build_readme(nbs_path))
+        return
+    if shutil.which("quarto"):
+        subprocess.run([str(Path(sys.executable).parent / "nbdev_docs")], check=True, cwd=cfg.config_path)
+        return
+    refresh_quarto_yml()
+    nbdev.doclinks._build_modidx()
+    write_sidebar(nbs_path)
+    cache = proc_nbs(nbs_path, n_workers=1)
+    site = cache / doc_path.name
+    shutil.rmtree(site, ignore_errors=True)
+    subprocess.run([str(Path(sys.executable).parent / "smalldocs"), "render", "--quiet", str(cache)], check=True)
+    relink(site, cfg, module_pages(nbs_path))
+    # docs/README.md (committed) says what the folder is; everything else in docs/ is rebuilt
+    for p in doc_path.glob("*"):
+        if p.name != "README.md": shutil.rmtree(p) if p.is_dir() else p.unlink()
+    doc_path.mkdir(exist_ok=True)
+    shutil.copytree(site, doc_path, dirs_exist_ok=True)
+    print(f"doc site: {len(list(doc_path.glob('*.html')))} pages in {doc_path}")
+
+
+if __name__ == "__main__":
+    main()
