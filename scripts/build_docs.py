@@ -49,6 +49,22 @@ def relink(site, cfg, pages):
         if new != text: html.write_text(new)
 
 
+KATEX_CDN = "https://cdn.jsdelivr.net/npm/katex@0.16.11/dist"
+
+
+def vendor_katex(site):
+    "Serve KaTeX from the site itself (fetched by the set-up) so formulas render offline; else keep the CDN."
+    local = Path(sys.prefix) / "share" / "katex" / "dist"
+    if not (local / "katex.min.js").exists():
+        print("note: KaTeX not found locally (run `make setup`); the site loads it from its CDN")
+        return False
+    shutil.copytree(local, site / "site_libs" / "katex", dirs_exist_ok=True)
+    for html in site.glob("*.html"):
+        text = html.read_text()
+        if KATEX_CDN in text: html.write_text(text.replace(KATEX_CDN, "site_libs/katex"))
+    return True
+
+
 def build_readme(nbs_path):
     "README.md from index.ipynb: markdown cells as they are, code cells fenced, their text outputs below."
     nb = json.loads((nbs_path / "index.ipynb").read_text())
@@ -89,6 +105,7 @@ def main():
     shutil.rmtree(site, ignore_errors=True)
     subprocess.run([str(Path(sys.executable).parent / "smalldocs"), "render", "--quiet", str(cache)], check=True)
     relink(site, cfg, module_pages(nbs_path))
+    vendor_katex(site)
     # docs/README.md (committed) says what the folder is; everything else in docs/ is rebuilt
     for p in doc_path.glob("*"):
         if p.name != "README.md": shutil.rmtree(p) if p.is_dir() else p.unlink()

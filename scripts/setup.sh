@@ -103,6 +103,19 @@ if [ "$BROWSER" = 1 ]; then
   fi
 fi
 
+# ---- KaTeX for the doc site's maths, so the built site renders formulas offline (npm registry; optional) --------
+KATEX_DIR=$("$PY" -c 'import sys; print(sys.prefix)')/share/katex
+if [ ! -f "$KATEX_DIR/dist/katex.min.js" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    step "fetching KaTeX 0.16.11 (offline maths in the doc site)"
+    ktmp=$(mktemp -d)
+    if (cd "$ktmp" && npm pack --silent katex@0.16.11 >>"$LOG" 2>&1); then
+      mkdir -p "$KATEX_DIR" && tar -xzf "$ktmp"/katex-0.16.11.tgz -C "$KATEX_DIR" --strip-components=1 package/dist
+    else echo "setup: note: could not fetch KaTeX with npm; the doc site will load it from its CDN" >&2; fi
+    rm -rf "$ktmp"
+  else echo "setup: note: npm not found; the doc site will load KaTeX from its CDN (maths needs a connection)" >&2; fi
+fi
+
 "$PY" -c 'import symmetries, learn2learn, torch, nbdev' >>"$LOG" 2>&1 || { tail -n 20 "$LOG" >&2; die "the final import check failed"; }
 [ "$MODE" = venv ] && touch "$VENV/.setup-done"
 step "done ($("$PY" -c 'import torch, learn2learn, nbdev; print(f"torch {torch.__version__}, learn2learn {learn2learn.__version__}, nbdev {nbdev.__version__}")' 2>/dev/null))"

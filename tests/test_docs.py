@@ -29,6 +29,11 @@ def notebook_facts(nb_path):
     return title, module, figures
 
 
+def has_math(nb_path):
+    nb = json.loads(nb_path.read_text())
+    return any(re.search(r"\$[^$\n]+\$", "".join(c["source"])) for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
 def exported_names(module):
     "Functions and classes a module defines and exports: each must have its show_doc section."
     import importlib, inspect
@@ -87,6 +92,10 @@ def test_page_renders(site, browser, nb):
                    if not browser.execute_script("return !!document.getElementById(arguments[0]) || "
                                                  "!!document.getElementById(arguments[0].toLowerCase())", n)]
         assert not missing, f"{nb.stem}.html lacks the API docs (show_doc) of {missing}"
+    # formulas are typeset by KaTeX (served from the site itself when the set-up could fetch it)
+    if has_math(nb) and (ROOT / "docs" / "site_libs" / "katex" / "katex.min.js").exists():
+        n_math = browser.execute_script("return document.querySelectorAll('main .katex').length")
+        assert n_math > 0, f"{nb.stem}.html has maths that KaTeX did not typeset"
     # every figure saved in the notebook is on the page and decoded by the browser
     shown = browser.execute_script(
         "return Array.from(document.querySelectorAll('main img')).filter(i => "
