@@ -21,7 +21,7 @@ $(VENV)/.setup-done: scripts/setup.sh requirements-dev.txt setup.py settings.ini
 	bash scripts/setup.sh
 
 test: setup
-	$(PY) -m pytest -n $(JOBS) --dist loadfile tests
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup tests
 
 reproduce: setup
 	$(BIN)/symmetries_reproduce $(ARGS)

@@ -71,7 +71,8 @@ def build_readme(nbs_path):
     out = ["<!-- WARNING: generated from nbs/index.ipynb by scripts/build_docs.py --readme; edit the notebook -->", ""]
     for cell in nb["cells"]:
         src = "".join(cell["source"]).strip()
-        if cell["cell_type"] == "markdown": out += [src, ""]
+        # chapter links are relative to nbs/ in the notebook (and the site), to the repo root in the README
+        if cell["cell_type"] == "markdown": out += [re.sub(r"\]\((\d\d_\w+\.ipynb)\)", r"](nbs/\1)", src), ""]
         elif cell["cell_type"] == "code" and not src.startswith("#| hide"):
             out += ["```python", src, "```", ""]
             text = "".join("".join(o.get("text", "")) if o.get("output_type") == "stream" else

@@ -7,7 +7,7 @@
 Cells with `#| eval: false` and cells flagged with one of settings.ini's `tst_flags` (not asked for by --flags)
 are left unexecuted, exactly as `nbdev_test` leaves them; the notebook is then cleaned with `nbdev_clean`.
 """
-import argparse, os, subprocess, sys, time
+import argparse, os, re, subprocess, sys, time
 from pathlib import Path
 
 from execnb.nbio import read_nb, write_nb
@@ -50,7 +50,7 @@ def main():
     p.add_argument("notebooks", nargs="*", help="notebooks to run (default: all under nbs/)")
     p.add_argument("--flags", default="", help="space separated tst_flags whose cells should run too")
     a = p.parse_args()
-    tst_flags = set(cfg.get("tst_flags", "").split("|")) - {""}
+    tst_flags = set(re.split(r"[|\s]+", cfg.get("tst_flags", ""))) - {""}
     flags = tst_flags - set(a.flags.split())
     nbs = [Path(n) for n in a.notebooks] or sorted(Path(cfg.nbs_path).glob("*.ipynb"))
     ok = True
