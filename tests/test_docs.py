@@ -23,7 +23,7 @@ def notebook_facts(nb_path):
             if m: module = m.group(1)
         if title is None and cell["cell_type"] == "markdown":
             m = re.search(r"^# (.+)$", src, re.M)
-            if m: title = m.group(1).strip()
+            if m: title = re.sub(r"[`*]", "", m.group(1)).strip()     # as rendered: no markdown marks
         if cell["cell_type"] == "code" and not re.search(r"#\|\s*hide", src):
             figures += sum("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
     return title, module, figures
@@ -48,8 +48,9 @@ def site():
     res = run([sys.executable, "scripts/build_docs.py"], timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     docs = ROOT / "docs"
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(docs))
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args): pass
+    handler = functools.partial(Quiet, directory=str(docs))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
