@@ -27,7 +27,7 @@ reproduce: setup
 	$(BIN)/symmetries_reproduce $(ARGS)
 
 docs: setup
-	bash scripts/build_docs.sh
+	$(PY) scripts/build_docs.py
 
 notebooks: setup
 	$(PY) scripts/run_notebooks.py
