@@ -1,5 +1,5 @@
 """The doc site builds offline and renders in a real headless browser (Debian's chromium + chromedriver)."""
-import functools, http.server, json, re, shutil, sys, tempfile, threading, urllib.request
+import functools, http.server, json, os, re, shutil, sys, tempfile, threading, urllib.request
 from pathlib import Path
 
 import pytest
@@ -43,10 +43,26 @@ def exported_names(module):
             and getattr(getattr(mod, n), "__module__", "") == mod.__name__]
 
 
+def build_site_once(tmp_path_factory):
+    """Build docs/ once per test session, whichever workers ask for it.
+
+    pytest-xdist's `loadgroup` no longer keeps a group on one worker under pytest 9.2 (pytest-xdist issue #1386), and
+    two builds at once delete each other's `_proc/docs`: the first worker to take the lock builds, the others reuse.
+    """
+    from filelock import FileLock
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else tmp_path_factory.getbasetemp()
+    done = shared / "docs-build.json"
+    with FileLock(str(shared / "docs-build.lock")):
+        if not done.exists():
+            res = run([sys.executable, "scripts/build_docs.py"], timeout=900)
+            done.write_text(json.dumps({"returncode": res.returncode, "log": res.stdout[-3000:] + res.stderr[-3000:]}))
+    return json.loads(done.read_text())
+
+
 @pytest.fixture(scope="module")
-def site():
-    res = run([sys.executable, "scripts/build_docs.py"], timeout=900)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+def site(tmp_path_factory):
+    build = build_site_once(tmp_path_factory)
+    assert build["returncode"] == 0, build["log"]
     docs = ROOT / "docs"
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args): pass
