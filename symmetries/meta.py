@@ -104,7 +104,7 @@ class MAMLConv2d(nn.Module):
     def forward_tasks(self, params, x): return _grouped_conv2d(x, params["weight"])
 
 class MSRConv2d(nn.Module):
-    "2D convolution with kernel stack `reshape(U v)`, U (out*in*kernel², k); the inner loop adapts `v`."
+    "2D convolution with kernel stack `reshape(U v)`, U `(out·in·kernel², k)`; the inner loop adapts `v`."
     inner_params = ("v",)
     def __init__(self, in_channels: int = 1, out_channels: int = 12, kernel: int = 3, k: int = 27, size: int = 12,
                  u_std: float = 0.01):

@@ -19,7 +19,7 @@ __all__ = ['conv1d_sharing_matrix', 'plot_sharing', 'orbits', 'sharing_labels', 
 
 # %% ../nbs/01_sharing.ipynb #957d0edc
 def conv1d_sharing_matrix(in_features: int, kernel_size: int, circular: bool = False) -> torch.Tensor:
-    "U (out*in, kernel_size) of a 1D cross-correlation: valid (out = in - kernel_size + 1) or circular (out = in)."
+    "U `(out·in, kernel_size)` of a 1D cross-correlation: valid (out = in - kernel_size + 1) or circular (out = in)."
     if not isinstance(in_features, int) or in_features < 1: raise ValueError(f"in_features must be a positive int, got {in_features!r}")
     if not isinstance(kernel_size, int) or not 1 <= kernel_size <= in_features:
         raise ValueError(f"kernel_size must be an int in [1, in_features={in_features}], got {kernel_size!r}")
@@ -90,7 +90,7 @@ def group_sharing_matrix(g_out, g_in, dtype: torch.dtype = torch.float32, sparse
 
 # %% ../nbs/01_sharing.ipynb #9d15094d
 class SharingLinear(nn.Module):
-    "Linear layer with weight `W = (U @ v).reshape(out_features, in_features)`; `U` (out*in, k) and `v` (k,) are parameters."
+    "Linear layer with weight `W = (U @ v).reshape(out_features, in_features)`; `U` `(out·in, k)` and `v` `(k,)` are parameters."
     def __init__(self, in_features: int, out_features: int, k: int | None = None, U: torch.Tensor | None = None,
                  bias: bool = False, learn_U: bool = True):
         super().__init__()
