@@ -23,8 +23,8 @@ with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():   # g
 # %% auto #0
 __all__ = ['SYNTHETIC_MODELS', 'MODELS', 'SYNTHETIC_CONFIGS', 'PAPER_SYNTHETIC_MSE', 'MAMLFC', 'MAMLLC', 'MAMLConv1d', 'MSRFC',
            'MAMLConv2d', 'MSRConv2d', 'SinkhornMSRFC', 'FewShotConvNet', 'make_model', 'MSRMAML', 'task_losses',
-           'check_batch', 'query_losses_l2l', 'forward_tasks', 'query_losses_batched', 'cpu_threads', 'meta_train',
-           'evaluate', 'run_synthetic_table', 'conv_band_mass']
+           'check_batch', 'query_losses_l2l', 'forward_tasks', 'adapt_tasks', 'query_losses_batched', 'cpu_threads',
+           'meta_train', 'evaluate', 'run_synthetic_table', 'conv_band_mass']
 
 # %% ../nbs/07_meta.ipynb #391afb1e
 def _uniform_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
@@ -257,20 +257,24 @@ def forward_tasks(model: nn.Module, params: dict, x: torch.Tensor) -> torch.Tens
     shared = {n: p for n, p in params.items() if n not in inner}
     return vmap(lambda p, xt: functional_call(model, {**shared, **p}, (xt,)))(inner, x)
 
+def adapt_tasks(learner: MSRMAML, batch: TaskBatch, steps: int = 1, create_graph: bool = True) -> dict:
+    "The model's parameters after `steps` SGD steps on every task's support set at once: inner ones (T, ...), the rest shared."
+    model = learner.module
+    params = dict(model.named_parameters())
+    fast = {n: params[n].expand(batch.n_tasks, *params[n].shape) for n in learner.inner_params}
+    for _ in range(steps):
+        spt = task_losses(forward_tasks(model, {**params, **fast}, batch.x_spt), batch.y_spt).sum()
+        grads = torch.autograd.grad(spt, list(fast.values()), create_graph=create_graph, allow_unused=True)
+        fast = {n: (f if g is None else f - learner.inner_lr(n) * g) for (n, f), g in zip(fast.items(), grads)}
+    return {**params, **fast}
+
 def query_losses_batched(learner: MSRMAML, batch: TaskBatch, steps: int = 1, first_order: bool | None = None,
                          create_graph: bool = True) -> torch.Tensor:
     "Fast path: the same per-task query losses (T,) with every task of the batch adapted at once."
     check_batch(learner.module, batch)
     first_order = learner.first_order if first_order is None else first_order
-    model, T = learner.module, batch.n_tasks
-    params = dict(model.named_parameters())
-    fast = {n: params[n].expand(T, *params[n].shape) for n in learner.inner_params}
-    for _ in range(steps):
-        spt = task_losses(forward_tasks(model, {**params, **fast}, batch.x_spt), batch.y_spt).sum()
-        grads = torch.autograd.grad(spt, list(fast.values()), create_graph=create_graph and not first_order,
-                                    allow_unused=True)
-        fast = {n: (f if g is None else f - learner.inner_lr(n) * g) for (n, f), g in zip(fast.items(), grads)}
-    return task_losses(forward_tasks(model, {**params, **fast}, batch.x_qry), batch.y_qry)
+    params = adapt_tasks(learner, batch, steps, create_graph=create_graph and not first_order)
+    return task_losses(forward_tasks(learner.module, params, batch.x_qry), batch.y_qry)
 
 # %% ../nbs/07_meta.ipynb #5388a01b
 @contextlib.contextmanager
@@ -331,20 +335,17 @@ def _evaluate(learner, tasks, n_tasks, batch_size, inner_steps, seed, device):
     losses, accs = [], []
     for batch in tasks.test_batches(n_tasks, batch_size, seed):
         batch = batch.to(device)
-        with torch.enable_grad():
-            model = learner.module
-            params = {n: p.detach() for n, p in model.named_parameters()}
-            fast = {n: params[n].expand(batch.n_tasks, *params[n].shape).clone().requires_grad_() for n in learner.inner_params}
-            for _ in range(inner_steps):
-                spt = task_losses(forward_tasks(model, {**params, **fast}, batch.x_spt), batch.y_spt).sum()
-                grads = torch.autograd.grad(spt, list(fast.values()), allow_unused=True)
-                fast = {n: (f if gr is None else f - learner.inner_lr(n) * gr).detach() for (n, f), gr in zip(fast.items(), grads)}
+        with torch.enable_grad():      # adapting needs gradients even when evaluate is called under no_grad
+            params = {n: p.detach() for n, p in adapt_tasks(learner, batch, inner_steps, create_graph=False).items()}
         with torch.no_grad():
-            pred = forward_tasks(model, {**params, **fast}, batch.x_qry)
+            pred = forward_tasks(learner.module, params, batch.x_qry)
             losses.append(task_losses(pred, batch.y_qry))
             if not batch.y_qry.dtype.is_floating_point: accs.append((pred.argmax(-1) == batch.y_qry).float().mean(1))
-    return {**_summary(torch.cat(losses).cpu()), **({"accuracy": _summary(torch.cat(accs).cpu())["mean"],
-                                                     "acc_ci95": _summary(torch.cat(accs).cpu())["ci95"]} if accs else {})}
+    out = _summary(torch.cat(losses).cpu())
+    if accs:
+        acc = _summary(torch.cat(accs).cpu())
+        out.update(accuracy=acc["mean"], acc_ci95=acc["ci95"])
+    return out
 
 def _summary(x: torch.Tensor) -> dict:
     "Mean and 95 % Student-t half-width over tasks."
