@@ -14,7 +14,7 @@ from torch.func import functional_call, vmap
 from .utils import default_device, set_seed, progress
 from .sharing import SharingLinear, SharingConv2d, sharing_parameters
 from .sinkhorn import sinkhorn
-from .tasks import TaskBatch, latent_size, locally_connected1d, make_tasks, SYNTHETIC_PROBLEMS
+from .tasks import TaskBatch, latent_size, locally_connected1d, make_tasks, per_task_conv2d, SYNTHETIC_PROBLEMS
 
 with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():   # gym's deprecation banner on import
     warnings.simplefilter("ignore")
@@ -85,14 +85,6 @@ class MSRFC(SharingLinear):
         return torch.bmm(xs, W.transpose(1, 2)).view(*x.shape[:-1], self.out_features)
 
 # %% ../nbs/07_meta.ipynb #bc08d24e
-def _grouped_conv2d(x, w):
-    "Per-task valid 2D correlation: x (T, n, C, H, W), w (T, O, C, kh, kw) -> (T, n, O, H', W'), as unfold + matmul."
-    T, n, C, H, W = x.shape
-    kh, kw = w.shape[-2:]
-    cols = F.unfold(x.reshape(T * n, C, H, W), (kh, kw)).view(T, n, C * kh * kw, -1)   # (T, n, C*kh*kw, H'*W')
-    y = w.reshape(T, 1, w.shape[1], -1) @ cols                                          # CPU grouped convs are slow
-    return y.view(T, n, w.shape[1], H - kh + 1, W - kw + 1)
-
 class MAMLConv2d(nn.Module):
     "A 2D convolution (no bias, valid) on (n, C, H, W); MAML adapts its `weight`."
     inner_params = ("weight",)
@@ -101,7 +93,7 @@ class MAMLConv2d(nn.Module):
         self.weight = nn.Parameter(_uniform_(torch.empty(out_channels, in_channels, kernel, kernel), in_channels * kernel * kernel))
         self.in_shape, self.out_shape = (in_channels, size, size), (out_channels, size - kernel + 1, size - kernel + 1)
     def forward(self, x): return F.conv2d(x, self.weight)
-    def forward_tasks(self, params, x): return _grouped_conv2d(x, params["weight"])
+    def forward_tasks(self, params, x): return per_task_conv2d(x, params["weight"])
 
 class MSRConv2d(nn.Module):
     "2D convolution with kernel stack `reshape(U v)`, U `(out·in·kernel², k)`; the inner loop adapts `v`."
@@ -117,7 +109,7 @@ class MSRConv2d(nn.Module):
     def weight(self): return (self.U @ self.v).view(self.wshape)
     def forward(self, x): return F.conv2d(x, self.weight)
     def forward_tasks(self, params, x):
-        return _grouped_conv2d(x, (params["v"] @ params["U"].T).view(-1, *self.wshape))
+        return per_task_conv2d(x, (params["v"] @ params["U"].T).view(-1, *self.wshape))
 
 # %% ../nbs/07_meta.ipynb #14ec7f65
 class SinkhornMSRFC(nn.Module):

@@ -14,8 +14,8 @@ from .groups import Group, rotation_group, dihedral_group
 
 # %% auto #0
 __all__ = ['SYNTHETIC_PROBLEMS', 'TASK_PROBLEMS', 'TaskBatch', 'latent_size', 'locally_connected1d', 'SyntheticTasks1D',
-           'group_filter_bank', 'lifting_conv2d', 'EquivariantTasks2D', 'augment_images', 'FewShotDigitTasks',
-           'OmniglotTasks', 'make_tasks']
+           'group_filter_bank', 'lifting_conv2d', 'per_task_conv2d', 'EquivariantTasks2D', 'augment_images',
+           'FewShotDigitTasks', 'OmniglotTasks', 'make_tasks']
 
 # %% ../nbs/06_tasks.ipynb #ff4410d3
 class TaskBatch(NamedTuple):
@@ -129,6 +129,14 @@ def lifting_conv2d(x: torch.Tensor, psi: torch.Tensor, group: Group) -> torch.Te
     if x.ndim != 4 or x.shape[1] != 1: raise ValueError(f"x must have shape (N, 1, H, W), got {tuple(x.shape)}")
     return F.conv2d(x, group_filter_bank(psi, group)[:, None])
 
+def per_task_conv2d(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    "Valid 2D correlation with one kernel stack per task: x (T, n, C, H, W), w (T, O, C, kh, kw) -> (T, n, O, H', W')."
+    T, n, C, H, W = x.shape
+    kh, kw = w.shape[-2:]
+    cols = F.unfold(x.reshape(T * n, C, H, W), (kh, kw)).view(T, n, C * kh * kw, -1)   # (T, n, C*kh*kw, H'*W')
+    y = w.reshape(T, 1, w.shape[1], -1) @ cols                                          # CPU grouped convs are slow
+    return y.view(T, n, w.shape[1], H - kh + 1, W - kw + 1)
+
 def _group_for(name: str, k: int) -> Group:
     if name == "c4": return rotation_group(k)
     if name == "d4": return dihedral_group(k)
@@ -156,9 +164,7 @@ class EquivariantTasks2D(_TaskSet):
         T, n = len(ids), self.k_spt + self.k_qry
         x = torch.randn(T, n, 1, self.size, self.size, generator=generator)
         bank = group_filter_bank(self.psi[ids].flatten(0, 1), self.group)           # (T*C*|G|, k, k)
-        # all tasks at once: image patches (unfold) times each task's own filter bank
-        cols = F.unfold(x.reshape(T * n, 1, self.size, self.size), self.kernel).view(T, n, self.kernel ** 2, -1)
-        y = (bank.view(T, 1, self.out_channels, -1) @ cols).view(T, n, *self.y_shape)
+        y = per_task_conv2d(x, bank.view(T, self.out_channels, 1, self.kernel, self.kernel))   # all tasks at once
         s = self.k_spt
         return TaskBatch(x[:, :s], y[:, :s], x[:, s:], y[:, s:], ids)
 
