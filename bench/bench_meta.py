@@ -13,15 +13,16 @@ from pathlib import Path
 
 import torch
 
-from symmetries.meta import MSRMAML, make_model, query_losses_batched, query_losses_l2l, cpu_threads
+from symmetries.meta import MSRMAML, make_meta_model, query_losses_batched, query_losses_l2l
 from symmetries.tasks import make_tasks
+from symmetries.utils import cpu_threads
 
 
 def time_path(batched: bool, steps: int, warmup: int, meta_batch: int, problem: str, seed: int = 0) -> dict:
     "Median-free plain timing: `warmup` untimed outer steps, then `steps` timed ones."
     tasks = make_tasks(problem, seed=seed)
     torch.manual_seed(seed)
-    learner = MSRMAML(make_model("msr_fc", tasks), lr=0.1)
+    learner = MSRMAML(make_meta_model("msr_fc", tasks), lr=0.1)
     opt = torch.optim.Adam(learner.meta_parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(seed)
     loss_fn = query_losses_batched if batched else query_losses_l2l

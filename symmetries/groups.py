@@ -9,8 +9,9 @@ import itertools
 import torch
 
 # %% auto #0
-__all__ = ['perms_to_matrices', 'matrices_to_perms', 'Group', 'cyclic_group', 'rotation_group', 'plot_group', 'dihedral_group',
-           'direct_product', 'cube_rotation_group', 'regular_representation', 'group_space_action']
+__all__ = ['perms_to_matrices', 'matrices_to_perms', 'inverse_permutation', 'Group', 'cyclic_group', 'rotation_group',
+           'plot_group', 'dihedral_group', 'direct_product', 'cube_rotation_group', 'regular_representation',
+           'group_space_action', 'permutation_group', 'describe_group']
 
 # %% ../nbs/00_groups.ipynb #fb7bb66c
 def perms_to_matrices(perms: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -31,6 +32,15 @@ def matrices_to_perms(matrices: torch.Tensor, name: str = "matrices") -> torch.T
     if not (is01 and (m.sum(-2) == 1).all() and (m.sum(-1) == 1).all()):
         raise ValueError(f"{name} must contain permutation matrices (0/1 entries, one 1 per row and column)")
     return m.argmax(-2)
+
+# %% ../nbs/00_groups.ipynb #a997b76e
+def inverse_permutation(perms: torch.Tensor) -> torch.Tensor:
+    "The inverse of each permutation of `perms` (..., n): `inv[..., perms[..., j]] = j`."
+    perms = torch.as_tensor(perms)
+    if perms.ndim < 1 or perms.dtype.is_floating_point or perms.dtype == torch.bool:
+        raise ValueError(f"perms must be an integer tensor of shape (..., n), got {perms.dtype} {tuple(perms.shape)}")
+    ar = torch.arange(perms.shape[-1], dtype=perms.dtype, device=perms.device).expand_as(perms)
+    return torch.empty_like(perms).scatter_(-1, perms, ar)
 
 # %% ../nbs/00_groups.ipynb #b727b8c9
 def _is_perm_rows(perms: torch.Tensor) -> bool:
@@ -96,8 +106,7 @@ class Group:
     def act(self, x: torch.Tensor, i: int, dim: int = -1) -> torch.Tensor:
         "Apply element `i` to `x` along `dim` (size n): the value at point j moves to point `perms[i, j]`."
         if x.shape[dim] != self.n: raise ValueError(f"x must have size {self.n} along dim {dim}, got {x.shape[dim]}")
-        inv = torch.empty_like(self.perms[i]); inv[self.perms[i]] = torch.arange(self.n)
-        return x.index_select(dim, inv.to(x.device))
+        return x.index_select(dim, inverse_permutation(self.perms[i]).to(x.device))
 
 # %% ../nbs/00_groups.ipynb #cfbd4269
 def cyclic_group(n: int) -> Group:
@@ -107,12 +116,9 @@ def cyclic_group(n: int) -> Group:
     return Group((ar[:, None] + ar[None]) % n, name=f"C{n}", table=(ar[:, None] + ar[None]) % n)
 
 # %% ../nbs/00_groups.ipynb #752c39a8
-def _perm_from_gather(src: torch.Tensor) -> torch.Tensor:
-    "perms with `out = x[src]`: the value at point src[p] moves to p."
-    p = torch.empty_like(src); p[src] = torch.arange(len(src)); return p
-
 def _grid_perm(k: int, fn) -> torch.Tensor:
-    return _perm_from_gather(fn(torch.arange(k * k).reshape(k, k)).flatten())
+    "perms of the grid transform `fn` (applied to the k×k index grid it gives the gather index `src`)."
+    return inverse_permutation(fn(torch.arange(k * k).reshape(k, k)).flatten())
 
 def _check_size(k, name="k"):
     if not isinstance(k, int) or k < 1: raise ValueError(f"{name} must be a positive int, got {k!r}")
@@ -189,3 +195,31 @@ def group_space_action(g: Group) -> Group:
     "G on |G|·n points (a*n + x): element h sends (a, x) to (h∘a, h(x)); the action on group-conv kernels."
     perms = (g.table[:, :, None] * g.n + g.perms[:, None, :]).reshape(g.order, g.order * g.n)
     return Group(perms, name=f"{g.name}⋉space", table=g.table)
+
+# %% ../nbs/00_groups.ipynb #4b00fc21
+def permutation_group(P: torch.Tensor) -> Group | None:
+    "The `Group` formed by a stack of permutation matrices (G, d, d), or None if it is not closed under composition."
+    perms = matrices_to_perms(P, "P")
+    ident = torch.arange(perms.shape[1])
+    is_id = (perms == ident).all(1)
+    if not is_id.any() or len({tuple(r) for r in perms.tolist()}) != len(perms): return None
+    i0 = int(is_id.nonzero()[0, 0])
+    order = [i0] + [i for i in range(len(perms)) if i != i0]
+    try: return Group(perms[order], name="learned")
+    except ValueError: return None
+
+# %% ../nbs/00_groups.ipynb #62f9fff6
+def describe_group(g: Group) -> str:
+    "Short structural name of a small group: C_n (cyclic), C2×C2, D_n (dihedral), or its order and abelianness."
+    T, n = g.table, g.order
+    def order_of(i):
+        k, j = 1, i
+        while j != 0: j, k = int(T[i, j]), k + 1
+        return k
+    orders = [order_of(i) for i in range(n)]
+    abelian = bool((T == T.T).all())
+    if max(orders) == n: return f"C{n} (cyclic)"
+    if n == 4 and abelian: return "C2×C2 (Klein four)"
+    if not abelian and n % 2 == 0 and max(orders) == n // 2 and sum(o == 2 for o in orders) >= n // 2:
+        return f"D{n // 2} (dihedral, order {n})"
+    return f"order {n}, {'abelian' if abelian else 'non-abelian'}, element orders {sorted(orders)}"

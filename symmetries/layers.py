@@ -10,66 +10,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .groups import Group, rotation_group, cyclic_group, group_space_action, matrices_to_perms
-from .sinkhorn import sinkhorn, nearest_permutation
+from .groups import (
+    Group, rotation_group, group_space_action, matrices_to_perms, inverse_permutation, describe_group, permutation_group)
+from .sinkhorn import ws_sinkhorn, nearest_permutation
 
 # %% auto #0
-__all__ = ['ws_sinkhorn', 'WSLiftConv2d', 'WSGroupConv2d', 'WSLiftConv1d', 'WSGroupConv1d', 'WSLiftConv3d', 'WSGroupConv3d',
+__all__ = ['WSLiftConv2d', 'WSGroupConv2d', 'WSLiftConv1d', 'WSGroupConv1d', 'WSLiftConv3d', 'WSGroupConv3d',
            'rotate_group_signal', 'set_representation_logits', 'group_pool', 'invariant_pool', 'GroupPool',
            'InvariantPool', 'entropy_regularizer', 'normalization_regularizer', 'FrozenWSConv1d', 'FrozenWSConv2d',
-           'FrozenWSConv3d', 'describe_group', 'permutation_group']
-
-# %% ../nbs/03_layers.ipynb #74ed9044
-class _SinkhornScaling(torch.autograd.Function):
-    "Sinkhorn in scaling form (n_iter row-then-column rounds) with a vector-only hand-written backward."
-    @staticmethod
-    def forward(ctx, logits, n_iter, tau):
-        X = logits / tau
-        K = X.sub_(X.amax(-1, keepdim=True)).exp_()            # row shifts cancel in Sinkhorn exactly
-        B, d, _ = K.shape
-        Kt = K.transpose(1, 2)
-        us = K.new_empty(n_iter, B, 1, d); vs = K.new_empty(n_iter + 1, B, 1, d)
-        vs[0] = 1.0
-        u_, v_ = us.unbind(0), vs.unbind(0)
-        for t in range(n_iter):                                 # row vectors: (1, d) @ (d, d) is the fast BLAS path
-            torch.bmm(v_[t], Kt, out=u_[t]).reciprocal_()       # u = 1 / (K v)
-            torch.bmm(u_[t], K, out=v_[t + 1]).reciprocal_()    # v = 1 / (K^T u)
-        P = K * us[-1].transpose(1, 2) * vs[-1]
-        ctx.save_for_backward(K, P, us, vs); ctx.tau = tau
-        return P
-
-    @staticmethod
-    def backward(ctx, gP):
-        K, P, us, vs = ctx.saved_tensors
-        T = us.shape[0]
-        GP = gP * P                                             # dL/dlog K at fixed scalings
-        ut = GP.sum(-1).unsqueeze(1); vt = GP.sum(-2, keepdim=True)   # dL/dlog u_T, dL/dlog v_T
-        Kt = K.transpose(1, 2)
-        sb, rb = torch.empty_like(us), torch.empty_like(us)
-        Ks, Kr = torch.empty_like(ut), torch.empty_like(vt)
-        u_, v_, s_, r_ = us.unbind(0), vs.unbind(0), sb.unbind(0), rb.unbind(0)
-        for t in range(T - 1, -1, -1):
-            s = torch.mul(vt, v_[t + 1], out=s_[t]).neg_()     # dL/d(K^T u_t)
-            torch.bmm(s, Kt, out=Ks).mul_(u_[t])                # dL/dlog u_t
-            if t == T - 1: Ks.add_(ut)
-            r = torch.mul(Ks, u_[t], out=r_[t]).neg_()          # dL/d(K v_{t-1})
-            vt = torch.bmm(r, K, out=Kr).mul_(v_[t])            # dL/dlog v_{t-1}
-        # sum_t u_t s_t^T + r_t v_{t-1}^T, as two batched GEMMs over the iteration axis
-        M = torch.matmul(us.squeeze(2).permute(1, 2, 0), sb.squeeze(2).permute(1, 0, 2))
-        M.baddbmm_(rb.squeeze(2).permute(1, 2, 0), vs[:-1].squeeze(2).permute(1, 0, 2))
-        return M.mul_(K).add_(GP).div_(ctx.tau), None, None
-
-def ws_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, max_range: float = 60.0) -> torch.Tensor:
-    "`sinkhorn(logits, n_iter, tau)` for (G, d, d) logits, computed in scaling form with a memory-light backward."
-    if logits.ndim != 3 or logits.shape[-1] != logits.shape[-2]:
-        raise ValueError(f"logits must have shape (G, d, d), got {tuple(logits.shape)}")
-    if logits.shape[0] == 0: return logits.clone()
-    with torch.no_grad():
-        X = logits / tau
-        X = X - X.amax(-1, keepdim=True)
-        safe = bool(X.amax(-2).amin() > -max_range)            # every column keeps an entry within e^-max_range
-    if not safe: return sinkhorn(logits, n_iter=n_iter, tau=tau)
-    return _SinkhornScaling.apply(logits, n_iter, tau)
+           'FrozenWSConv3d']
 
 # %% ../nbs/03_layers.ipynb #013e88e9
 def _ntuple(x, n, name):
@@ -86,9 +35,21 @@ class _WSConv(nn.Module):
     spatial_dims: int = 2
     lifting: bool = True
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, group_size: int, padding=0, stride=1,
-                 bias: bool = True, representations=None, n_iter: int = 20, tau: float = 1.0,
-                 init_mode: str = "rand", fix_identity: bool = True, padding_mode: str = "zeros"):
+    def __init__(self,
+                 in_channels: int,  # input channels C
+                 out_channels: int,  # output channels O, each with |G| maps
+                 kernel_size: int,  # k: the kernels are k×k (k, k×k×k in 1D, 3D)
+                 group_size: int,  # |G|, the number of representations R_g
+                 padding=0,  # an int, a tuple, "same" or "valid"
+                 stride=1,  # an int or a tuple
+                 bias: bool = True,  # one bias per output channel, shared over G
+                 representations=None,  # None: learned R_g; fixed: a (|G|, d, d) tensor, a `Group` on the k^n positions or "c4"
+                 n_iter: int = 20,  # Sinkhorn iterations
+                 tau: float = 1.0,  # Sinkhorn temperature
+                 init_mode: str = "rand",  # logits uniform in [0, 1) ("rand") or "kaiming_uniform"
+                 fix_identity: bool = True,  # R_0 = I, only |G| - 1 matrices learned
+                 padding_mode: str = "zeros",  # "zeros" or "circular" (periodic signals)
+                ):
         super().__init__()
         nd = self.spatial_dims
         for name, v in dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
@@ -147,9 +108,7 @@ class _WSConv(nn.Module):
         if R is not None:
             try: perms = matrices_to_perms(R)
             except ValueError: perms = None
-            if perms is not None:
-                src = torch.empty_like(perms); src.scatter_(1, perms, torch.arange(self.d, device=perms.device).expand_as(perms))
-                idx = src.reshape(-1)                             # R[g, i, src[g, i]] = 1
+            if perms is not None: idx = inverse_permutation(perms).reshape(-1)   # R[g, i, src[g, i]] = 1
         self._perm_index = idx
 
     def _load_from_state_dict(self, *args, **kwargs):
@@ -216,6 +175,52 @@ class _WSConv(nn.Module):
         kind = "learned" if self.learned else "fixed"
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, group_size={self.group_size}, "
                 f"padding={self.padding}, stride={self.stride}, bias={self.bias is not None}, representations={kind}")
+
+    def entropy_loss(self) -> torch.Tensor:
+        "Entropy penalty (`entropy_regularizer`) of this layer's learned representations (0 for fixed ones)."
+        if not self.learned: return self.weight.new_zeros(())
+        return entropy_regularizer(ws_sinkhorn(self.rep_logits, self.n_iter, self.tau))
+
+    def normalization_loss(self, variant: str = "paper") -> torch.Tensor:
+        "Normalisation penalty (`normalization_regularizer`) of this layer's raw logits (0 for fixed representations)."
+        if not self.learned: return self.weight.new_zeros(())
+        return normalization_regularizer(self.rep_logits, variant)
+
+    @torch.no_grad()
+    def freeze(self) -> nn.Module:
+        "A plain convolution (`FrozenWSConv1d/2d/3d`) with this layer's expanded kernel and fused bias: same outputs, no Sinkhorn."
+        W, b = self.kernel(), self.kernel_bias()
+        conv = _FROZEN[self.spatial_dims](self.in_channels * self.group_in, self.out_channels * self.group_size,
+                                          self.kernel_size, stride=self.stride, padding=self.padding, bias=b is not None,
+                                          padding_mode=self.padding_mode, device=W.device, dtype=W.dtype)
+        conv._setup_frozen(self.out_channels, self.group_size, self.lifting)
+        conv.weight.copy_(W)
+        if b is not None: conv.bias.copy_(b)
+        return conv
+
+    @torch.no_grad()
+    def harden(self) -> _WSConv:
+        "A copy with every R_g rounded to its nearest permutation (Hungarian), stored as fixed representations."
+        P = nearest_permutation(self.representations(), as_matrix=True).float()
+        hard = type(self)(**{**self._config, "representations": P}).to(self.weight.device)
+        hard.weight.copy_(self.weight)
+        if self.bias is not None: hard.bias.copy_(self.bias)
+        return hard
+
+    def learned_symmetry(self, candidates: dict | None = None) -> dict:
+        "Round to permutations and report: closed under composition?, the group's structure, which candidate it equals."
+        hard = self.harden()
+        P = hard.fixed_representations.cpu()
+        g = permutation_group(P)
+        if candidates is None:
+            candidates = {"C4": rotation_group(self.kernel_size)} if self.spatial_dims == 2 and self.group_size == 4 else {}
+        rows = {tuple(r) for r in matrices_to_perms(P).tolist()}
+        matches = [name for name, c in candidates.items()
+                   if rows == {tuple(r) for r in (c if self.lifting else group_space_action(c)).perms.tolist()}]
+        return dict(closed=g is not None, group=g, structure=describe_group(g) if g is not None else "not a group",
+                    matches=matches, same_order_as_candidate=[name for name, c in candidates.items()
+                        if (c if self.lifting else group_space_action(c)).perms.tolist() == matrices_to_perms(P).tolist()],
+                    hard=hard)
 
 # %% ../nbs/03_layers.ipynb #04753bf4
 class WSLiftConv2d(_WSConv):
@@ -297,18 +302,6 @@ def normalization_regularizer(raw: torch.Tensor, variant: str = "paper") -> torc
         return raw.logsumexp(-1).pow(2).mean() + raw.logsumexp(-2).pow(2).mean()
     raise ValueError(f"variant must be 'paper' or 'code', got {variant!r}")
 
-def _layer_entropy(self) -> torch.Tensor:
-    "Entropy penalty of this layer's learned representations (0 for fixed ones)."
-    if not self.learned: return self.weight.new_zeros(())
-    return entropy_regularizer(ws_sinkhorn(self.rep_logits, self.n_iter, self.tau))
-
-def _layer_normalization(self, variant: str = "paper") -> torch.Tensor:
-    "Normalisation penalty of this layer's raw logits (0 for fixed representations)."
-    if not self.learned: return self.weight.new_zeros(())
-    return normalization_regularizer(self.rep_logits, variant)
-
-_WSConv.entropy_loss, _WSConv.normalization_loss = _layer_entropy, _layer_normalization
-
 # %% ../nbs/03_layers.ipynb #94fd50db
 class _FrozenMixin:
     "Reshapes (B, C, G, ...) -> (B, C·G, ...) in and (B, O·G, ...) -> (B, O, G, ...) out around the plain convolution."
@@ -322,70 +315,3 @@ class FrozenWSConv1d(_FrozenMixin, nn.Conv1d): "A frozen 1D weight-sharing layer
 class FrozenWSConv2d(_FrozenMixin, nn.Conv2d): "A frozen weight-sharing layer: a plain `nn.Conv2d` with the expanded kernel."
 class FrozenWSConv3d(_FrozenMixin, nn.Conv3d): "A frozen 3D weight-sharing layer: a plain `nn.Conv3d`."
 _FROZEN = {1: FrozenWSConv1d, 2: FrozenWSConv2d, 3: FrozenWSConv3d}
-
-@torch.no_grad()
-def _freeze(self) -> nn.Module:
-    "A plain convolution with this layer's expanded kernel and fused bias (same outputs, no Sinkhorn)."
-    W, b = self.kernel(), self.kernel_bias()
-    conv = _FROZEN[self.spatial_dims](self.in_channels * self.group_in, self.out_channels * self.group_size,
-                                      self.kernel_size, stride=self.stride, padding=self.padding, bias=b is not None,
-                                      padding_mode=self.padding_mode, device=W.device, dtype=W.dtype)
-    conv._setup_frozen(self.out_channels, self.group_size, self.lifting)
-    conv.weight.copy_(W)
-    if b is not None: conv.bias.copy_(b)
-    return conv
-
-@torch.no_grad()
-def _harden(self) -> _WSConv:
-    "A copy with every R_g rounded to its nearest permutation (Hungarian), stored as fixed representations."
-    P = nearest_permutation(self.representations(), as_matrix=True).float()
-    hard = type(self)(**{**self._config, "representations": P}).to(self.weight.device)
-    hard.weight.copy_(self.weight)
-    if self.bias is not None: hard.bias.copy_(self.bias)
-    return hard
-
-_WSConv.freeze, _WSConv.harden = _freeze, _harden
-
-# %% ../nbs/03_layers.ipynb #5ae44021
-def describe_group(g: Group) -> str:
-    "Short structural name of a small group: C_n (cyclic), C2×C2, D_n (dihedral), or its order and abelianness."
-    T, n = g.table, g.order
-    def order_of(i):
-        k, j = 1, i
-        while j != 0: j, k = int(T[i, j]), k + 1
-        return k
-    orders = [order_of(i) for i in range(n)]
-    abelian = bool((T == T.T).all())
-    if max(orders) == n: return f"C{n} (cyclic)"
-    if n == 4 and abelian: return "C2×C2 (Klein four)"
-    if not abelian and n % 2 == 0 and max(orders) == n // 2 and sum(o == 2 for o in orders) >= n // 2:
-        return f"D{n // 2} (dihedral, order {n})"
-    return f"order {n}, {'abelian' if abelian else 'non-abelian'}, element orders {sorted(orders)}"
-
-def permutation_group(P: torch.Tensor) -> Group | None:
-    "The `Group` formed by a stack of permutation matrices (G, d, d), or None if it is not closed under composition."
-    perms = matrices_to_perms(P, "P")
-    ident = torch.arange(perms.shape[1])
-    is_id = (perms == ident).all(1)
-    if not is_id.any() or len({tuple(r) for r in perms.tolist()}) != len(perms): return None
-    i0 = int(is_id.nonzero()[0, 0])
-    order = [i0] + [i for i in range(len(perms)) if i != i0]
-    try: return Group(perms[order], name="learned")
-    except ValueError: return None
-
-def _learned_symmetry(self, candidates: dict | None = None) -> dict:
-    "Round to permutations and report: closed under composition?, the group's structure, which candidate it equals."
-    hard = self.harden()
-    P = hard.fixed_representations.cpu()
-    g = permutation_group(P)
-    if candidates is None:
-        candidates = {"C4": rotation_group(self.kernel_size)} if self.spatial_dims == 2 and self.group_size == 4 else {}
-    rows = {tuple(r) for r in matrices_to_perms(P).tolist()}
-    matches = [name for name, c in candidates.items()
-               if rows == {tuple(r) for r in (c if self.lifting else group_space_action(c)).perms.tolist()}]
-    return dict(closed=g is not None, group=g, structure=describe_group(g) if g is not None else "not a group",
-                matches=matches, same_order_as_candidate=[name for name, c in candidates.items()
-                    if (c if self.lifting else group_space_action(c)).perms.tolist() == matrices_to_perms(P).tolist()],
-                hard=hard)
-
-_WSConv.learned_symmetry = _learned_symmetry

@@ -11,20 +11,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .utils import default_device, set_seed, progress
-from .sharing import SharingLinear, SharingConv2d, sharing_parameters
-from .sinkhorn import sinkhorn
-from .tasks import TaskBatch, latent_size, locally_connected1d, make_tasks, per_task_conv2d, SYNTHETIC_PROBLEMS
+from .utils import default_device, progress, cpu_threads
+from .sharing import SharingLinear, SharingConv2d, is_sharing_parameter
+from .sinkhorn import ws_sinkhorn
+from .tasks import TaskBatch, latent_size, locally_connected1d, per_task_conv2d
 
 with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():   # gym's deprecation banner on import
     warnings.simplefilter("ignore")
     import learn2learn as l2l
 
 # %% auto #0
-__all__ = ['SYNTHETIC_MODELS', 'MODELS', 'SYNTHETIC_CONFIGS', 'PAPER_SYNTHETIC_MSE', 'MAMLFC', 'MAMLLC', 'MAMLConv1d', 'MSRFC',
-           'MAMLConv2d', 'MSRConv2d', 'SinkhornMSRFC', 'FewShotConvNet', 'make_model', 'MSRMAML', 'task_losses',
-           'check_batch', 'query_losses_l2l', 'forward_tasks', 'adapt_tasks', 'query_losses_batched', 'cpu_threads',
-           'meta_train', 'evaluate', 'run_synthetic_table', 'conv_band_mass']
+__all__ = ['SYNTHETIC_MODELS', 'MODELS', 'MAMLFC', 'MAMLLC', 'MAMLConv1d', 'MSRFC', 'MAMLConv2d', 'MSRConv2d', 'SinkhornMSRFC',
+           'FewShotConvNet', 'make_meta_model', 'MSRMAML', 'task_losses', 'check_batch', 'query_losses_l2l',
+           'forward_tasks', 'adapt_tasks', 'query_losses_batched', 'meta_train', 'meta_test', 'conv_band_mass']
 
 # %% ../nbs/07_meta.ipynb #391afb1e
 def _uniform_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
@@ -125,7 +124,7 @@ class SinkhornMSRFC(nn.Module):
         self.in_shape, self.out_shape = (1, in_features), (1, out_features)
     def sharing(self, logits=None):
         "The k doubly stochastic matrices truncated to (k, out_features, in_features)."
-        return sinkhorn(self.U_logits if logits is None else logits, n_iter=self.n_iter, tau=self.tau)[:, :self.out_features]
+        return ws_sinkhorn(self.U_logits if logits is None else logits, n_iter=self.n_iter, tau=self.tau)[:, :self.out_features]
     @property
     def weight(self): return torch.einsum("j,joi->oi", self.v, self.sharing())
     def forward(self, x): return F.linear(x, self.weight)
@@ -142,7 +141,7 @@ class FewShotConvNet(nn.Module):
         convs = [(SharingConv2d if msr else nn.Conv2d)(1 if i == 0 else hidden, hidden, 3, padding=1) for i in range(layers)]
         self.convs = nn.ModuleList(convs)
         self.head = nn.Linear(hidden * (size // 2 ** layers) ** 2, ways)
-        self.inner_params = tuple(n for n, _ in self.named_parameters() if not n.rsplit(".", 1)[-1].startswith("U"))
+        self.inner_params = tuple(n for n, _ in self.named_parameters() if not is_sharing_parameter(n))
         self.in_shape, self.out_shape, self.msr = (1, size, size), (ways,), msr
     def forward(self, x):
         for conv in self.convs: x = F.max_pool2d(F.relu(conv(x)), 2)
@@ -152,9 +151,9 @@ class FewShotConvNet(nn.Module):
 SYNTHETIC_MODELS = ("maml_fc", "maml_lc", "maml_conv", "msr_fc")
 "The four models of the paper's synthetic table."
 MODELS = SYNTHETIC_MODELS + ("sinkhorn_fc", "maml_conv2d", "msr_conv2d", "maml_convnet", "msr_convnet")
-"Every model name `make_model` knows."
+"Every model name `make_meta_model` knows."
 
-def make_model(name: str, tasks, **kwargs) -> nn.Module:
+def make_meta_model(name: str, tasks, **kwargs) -> nn.Module:
     "Model `name` (one of `MODELS`) shaped for `tasks` (a task distribution from `symmetries.tasks`)."
     if name not in MODELS: raise ValueError(f"name must be one of {MODELS}, got {name!r}")
     if name in SYNTHETIC_MODELS + ("sinkhorn_fc",):
@@ -210,7 +209,7 @@ class MSRMAML(l2l.algorithms.MAML):
         "What the outer loop learns: the model's parameters (U and initial v) and the learning rates."
         return [p for p in self.parameters() if p.requires_grad]
 
-# %% ../nbs/07_meta.ipynb #cba1bf77
+# %% ../nbs/07_meta.ipynb #5892ad6b
 def task_losses(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     "Per-task loss (T,) of predictions (T, n, ...): MSE for float targets, cross-entropy for integer labels (T, n)."
     if target.dtype.is_floating_point:
@@ -218,6 +217,7 @@ def task_losses(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred - target).pow(2).flatten(1).mean(1)
     return F.cross_entropy(pred.flatten(0, 1), target.flatten(), reduction="none").view(target.shape).mean(1)
 
+# %% ../nbs/07_meta.ipynb #9884c28d
 def check_batch(model: nn.Module, batch: TaskBatch, name: str = "batch"):
     "ValueError naming `name` when the examples of `batch` do not fit the model's `in_shape` / `out_shape`."
     if not isinstance(batch, TaskBatch): raise TypeError(f"{name} must be a TaskBatch, got {type(batch).__name__}")
@@ -231,6 +231,7 @@ def check_batch(model: nn.Module, batch: TaskBatch, name: str = "batch"):
         if outs and y.dtype.is_floating_point and tuple(y.shape[2:]) != outs:
             raise ValueError(f"{name}.{field} has targets of shape {tuple(y.shape[2:])}, but the model predicts {outs}")
 
+# %% ../nbs/07_meta.ipynb #5e561c36
 def query_losses_l2l(learner: MSRMAML, batch: TaskBatch, steps: int = 1) -> torch.Tensor:
     "Reference path: per-task query losses (T,) after `steps` inner steps, one learn2learn clone per task."
     check_batch(learner.module, batch)
@@ -242,6 +243,7 @@ def query_losses_l2l(learner: MSRMAML, batch: TaskBatch, steps: int = 1) -> torc
         losses.append(task_losses(task_model(batch.x_qry[t])[None], batch.y_qry[t][None])[0])
     return torch.stack(losses)
 
+# %% ../nbs/07_meta.ipynb #ea8db7d8
 def forward_tasks(model: nn.Module, params: dict, x: torch.Tensor) -> torch.Tensor:
     "Predictions (T, n, ...) with per-task inner parameters in `params`: the model's `forward_tasks`, else `vmap`."
     if hasattr(model, "forward_tasks"): return model.forward_tasks(params, x)
@@ -249,6 +251,7 @@ def forward_tasks(model: nn.Module, params: dict, x: torch.Tensor) -> torch.Tens
     shared = {n: p for n, p in params.items() if n not in inner}
     return vmap(lambda p, xt: functional_call(model, {**shared, **p}, (xt,)))(inner, x)
 
+# %% ../nbs/07_meta.ipynb #e9a6e1fa
 def adapt_tasks(learner: MSRMAML, batch: TaskBatch, steps: int = 1, create_graph: bool = True) -> dict:
     "The model's parameters after `steps` SGD steps on every task's support set at once: inner ones (T, ...), the rest shared."
     model = learner.module
@@ -260,6 +263,7 @@ def adapt_tasks(learner: MSRMAML, batch: TaskBatch, steps: int = 1, create_graph
         fast = {n: (f if g is None else f - learner.inner_lr(n) * g) for (n, f), g in zip(fast.items(), grads)}
     return {**params, **fast}
 
+# %% ../nbs/07_meta.ipynb #0482d706
 def query_losses_batched(learner: MSRMAML, batch: TaskBatch, steps: int = 1, first_order: bool | None = None,
                          create_graph: bool = True) -> torch.Tensor:
     "Fast path: the same per-task query losses (T,) with every task of the batch adapted at once."
@@ -268,77 +272,43 @@ def query_losses_batched(learner: MSRMAML, batch: TaskBatch, steps: int = 1, fir
     params = adapt_tasks(learner, batch, steps, create_graph=create_graph and not first_order)
     return task_losses(forward_tasks(learner.module, params, batch.x_qry), batch.y_qry)
 
-# %% ../nbs/07_meta.ipynb #5388a01b
-@contextlib.contextmanager
-def cpu_threads(n: int | None, device=None):
-    "Run with `n` intra-op CPU threads (None, or a non-CPU `device`: leave torch's setting alone)."
-    if n is None or default_device(device).type != "cpu": yield; return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
-def meta_train(learner: MSRMAML, tasks, outer_steps: int = 1000, meta_batch: int = 32, outer_lr: float = 1e-3,
-               inner_steps: int = 1, batched: bool = True, seed: int = 0, device=None, desc: str = "meta-train",
-               log_every: int = 0, threads: int | None = 1, decay_from: float | None = None) -> dict:
-    "Meta-train `learner` on `tasks`' train split with Adam; returns {'loss', 'seconds', 'tasks_per_s'}."
-    for name, val in (("outer_steps", outer_steps), ("meta_batch", meta_batch), ("inner_steps", inner_steps)):
-        if not isinstance(val, int) or val < 1: raise ValueError(f"{name} must be an int >= 1, got {val!r}")
-    with cpu_threads(threads, device):
-        return _meta_train(learner, tasks, outer_steps, meta_batch, outer_lr, inner_steps, batched, seed, device, desc,
-                           log_every, decay_from)
-
+# %% ../nbs/07_meta.ipynb #4362aeff
 def _lr_factor(step: int, total: int, decay_from: float | None) -> float:
     "1 until `decay_from` × `total` steps, then a half cosine down to 0 (constant 1 when `decay_from` is None)."
     if decay_from is None: return 1.
     start = int(decay_from * total)
     return 1. if step < start else 0.5 * (1 + math.cos(math.pi * (step - start) / max(1, total - start)))
 
-def _meta_train(learner, tasks, outer_steps, meta_batch, outer_lr, inner_steps, batched, seed, device, desc, log_every, decay_from):
+# %% ../nbs/07_meta.ipynb #ffa9acb2
+def meta_train(learner: MSRMAML, tasks, outer_steps: int = 1000, meta_batch: int = 32, outer_lr: float = 1e-3,
+               inner_steps: int = 1, batched: bool = True, seed: int = 0, device=None, desc: str = "meta-train",
+               log_every: int = 0, threads: int | None = 1, decay_from: float | None = None) -> dict:
+    "Meta-train `learner` on `tasks`' train split with Adam; returns {'loss', 'seconds', 'tasks_per_s'}."
+    for name, val in (("outer_steps", outer_steps), ("meta_batch", meta_batch), ("inner_steps", inner_steps)):
+        if not isinstance(val, int) or val < 1: raise ValueError(f"{name} must be an int >= 1, got {val!r}")
     if decay_from is not None and not 0 <= decay_from < 1: raise ValueError(f"decay_from must be in [0, 1) or None, got {decay_from!r}")
     device = default_device(device)
-    learner.to(device)
-    opt = torch.optim.Adam(learner.meta_parameters(), lr=outer_lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _lr_factor(i, outer_steps, decay_from)) if decay_from is not None else None
-    g = torch.Generator().manual_seed(seed)
-    check_batch(learner.module, tasks.sample(1, generator=torch.Generator().manual_seed(seed)), "tasks")
-    losses, start = [], time.perf_counter()
-    bar = progress(range(outer_steps), desc=desc, leave=False)
-    for step in bar:
-        batch = tasks.sample(meta_batch, "train", g).to(device)
-        q = (query_losses_batched if batched else query_losses_l2l)(learner, batch, inner_steps)
-        opt.zero_grad(set_to_none=True)
-        q.mean().backward()
-        opt.step()
-        if sched is not None: sched.step()
-        losses.append(q.detach().mean().item())
-        if log_every and (step + 1) % log_every == 0: bar.set_postfix(query_loss=f"{sum(losses[-log_every:]) / log_every:.3f}")
-    secs = time.perf_counter() - start
+    with cpu_threads(threads, device):
+        learner.to(device)
+        opt = torch.optim.Adam(learner.meta_parameters(), lr=outer_lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _lr_factor(i, outer_steps, decay_from)) if decay_from is not None else None
+        g = torch.Generator().manual_seed(seed)
+        check_batch(learner.module, tasks.sample(1, generator=torch.Generator().manual_seed(seed)), "tasks")
+        losses, start = [], time.perf_counter()
+        bar = progress(range(outer_steps), desc=desc, leave=False)
+        for step in bar:
+            batch = tasks.sample(meta_batch, "train", g).to(device)
+            q = (query_losses_batched if batched else query_losses_l2l)(learner, batch, inner_steps)
+            opt.zero_grad(set_to_none=True)
+            q.mean().backward()
+            opt.step()
+            if sched is not None: sched.step()
+            losses.append(q.detach().mean().item())
+            if log_every and (step + 1) % log_every == 0: bar.set_postfix(query_loss=f"{sum(losses[-log_every:]) / log_every:.3f}")
+        secs = time.perf_counter() - start
     return {"loss": losses, "seconds": secs, "tasks_per_s": outer_steps * meta_batch / secs}
 
-def evaluate(learner: MSRMAML, tasks, n_tasks: int | None = None, batch_size: int = 100, inner_steps: int = 1,
-             seed: int = 0, device=None, threads: int | None = 1) -> dict:
-    "Meta-test on held-out tasks: {'mean', 'ci95', 'n_tasks', 'losses'} (+ 'accuracy', 'acc_ci95' for classification)."
-    with cpu_threads(threads, device): return _evaluate(learner, tasks, n_tasks, batch_size, inner_steps, seed, device)
-
-def _evaluate(learner, tasks, n_tasks, batch_size, inner_steps, seed, device):
-    device = default_device(device)
-    learner.to(device)
-    losses, accs = [], []
-    for batch in tasks.test_batches(n_tasks, batch_size, seed):
-        batch = batch.to(device)
-        with torch.enable_grad():      # adapting needs gradients even when evaluate is called under no_grad
-            params = {n: p.detach() for n, p in adapt_tasks(learner, batch, inner_steps, create_graph=False).items()}
-        with torch.no_grad():
-            pred = forward_tasks(learner.module, params, batch.x_qry)
-            losses.append(task_losses(pred, batch.y_qry))
-            if not batch.y_qry.dtype.is_floating_point: accs.append((pred.argmax(-1) == batch.y_qry).float().mean(1))
-    out = _summary(torch.cat(losses).cpu())
-    if accs:
-        acc = _summary(torch.cat(accs).cpu())
-        out.update(accuracy=acc["mean"], acc_ci95=acc["ci95"])
-    return out
-
+# %% ../nbs/07_meta.ipynb #81e2c05b
 def _summary(x: torch.Tensor) -> dict:
     "Mean and 95 % Student-t half-width over tasks."
     from scipy import stats
@@ -346,48 +316,26 @@ def _summary(x: torch.Tensor) -> dict:
     half = float(stats.t.ppf(0.975, n - 1) * x.std() / math.sqrt(n)) if n > 1 else float("nan")
     return {"mean": float(x.mean()), "ci95": half, "n_tasks": n, "losses": x}
 
-# %% ../nbs/07_meta.ipynb #d5f2dcac
-SYNTHETIC_CONFIGS = {
-    "fast": dict(outer_steps=600, meta_batch=32, outer_lr=3e-3, decay_from=None, test_tasks=500),
-    "paper": dict(outer_steps=1000, meta_batch=32, outer_lr=1e-3, decay_from=None, test_tasks=2000),
-    "full": dict(outer_steps=1000, meta_batch=32, outer_lr=3e-3, decay_from=0.5, test_tasks=2000),
-}
-"Outer steps, tasks per step, outer Adam learning rate (and when it starts to decay) and held-out tasks: 'fast' (CPU tests), 'paper' (the authors' hyperparameters), 'full' (the paper's budget, tuned schedule)."
-
-PAPER_SYNTHETIC_MSE = {
-    "rank1": {"maml_fc": 3.11, "maml_lc": 2.96, "maml_conv": 0.185, "msr_fc": 0.164},
-    "rank2": {"maml_fc": 2.00, "maml_lc": 1.92, "maml_conv": 0.517, "msr_fc": 0.476},
-    "rank5": {"maml_fc": 0.89, "maml_lc": 0.84, "maml_conv": 0.346, "msr_fc": 0.287},
-}
-"Meta-test MSEs of the MSR authors' code (1,000 outer steps × 32 tasks), the targets of the full configuration."
-
-def run_synthetic_table(ranks=(1, 2, 5), models=SYNTHETIC_MODELS, config: str = "fast", outer_steps: int | None = None,
-                        meta_batch: int | None = None, outer_lr: float | None = None, test_tasks: int | None = None, seed: int = 0, device=None,
-                        first_order: bool = False, details: bool = False) -> dict:
-    "Meta-test MSE of each of `models` on each rank: {'rank1': {'maml_fc': mse, ...}, ...} (`details`: dicts with mse, ci95, learner, ...)."
-    if config not in SYNTHETIC_CONFIGS: raise ValueError(f"config must be one of {list(SYNTHETIC_CONFIGS)}, got {config!r}")
-    cfg = dict(SYNTHETIC_CONFIGS[config])
-    for key, val in (("outer_steps", outer_steps), ("meta_batch", meta_batch), ("outer_lr", outer_lr), ("test_tasks", test_tasks)):
-        if val is not None: cfg[key] = val
-    for m in models:
-        if m not in MODELS: raise ValueError(f"models must be names from {MODELS}, got {m!r}")
-    out = {}
-    for r in ranks:
-        problem = f"rank{r}"
-        if problem not in SYNTHETIC_PROBLEMS: raise ValueError(f"ranks must be among (1, 2, 5), got {r!r}")
-        tasks = make_tasks(problem, seed=seed)
-        out[problem] = {}
-        for m in models:
-            set_seed(seed)
-            learner = MSRMAML(make_model(m, tasks), lr=0.1, first_order=first_order)
-            hist = meta_train(learner, tasks, cfg["outer_steps"], cfg["meta_batch"], cfg["outer_lr"], seed=seed, device=device,
-                              decay_from=cfg["decay_from"],
-                              desc=f"{problem} {m}")
-            res = evaluate(learner, tasks, cfg["test_tasks"], seed=seed + 1, device=device)
-            out[problem][m] = ({"mse": res["mean"], "ci95": res["ci95"], "seconds": hist["seconds"],
-                                "tasks_per_s": hist["tasks_per_s"], "losses": res["losses"], "learner": learner,
-                                "inner_lr": {n: learner.inner_lr(n).item() for n in learner.inner_params}}
-                               if details else res["mean"])
+# %% ../nbs/07_meta.ipynb #ab873d34
+def meta_test(learner: MSRMAML, tasks, n_tasks: int | None = None, batch_size: int = 100, inner_steps: int = 1,
+              seed: int = 0, device=None, threads: int | None = 1) -> dict:
+    "Meta-test on held-out tasks: {'mean', 'ci95', 'n_tasks', 'losses'} (+ 'accuracy', 'acc_ci95' for classification)."
+    device = default_device(device)
+    with cpu_threads(threads, device):
+        learner.to(device)
+        losses, accs = [], []
+        for batch in tasks.test_batches(n_tasks, batch_size, seed):
+            batch = batch.to(device)
+            with torch.enable_grad():      # adapting needs gradients even when meta_test is called under no_grad
+                params = {n: p.detach() for n, p in adapt_tasks(learner, batch, inner_steps, create_graph=False).items()}
+            with torch.no_grad():
+                pred = forward_tasks(learner.module, params, batch.x_qry)
+                losses.append(task_losses(pred, batch.y_qry))
+                if not batch.y_qry.dtype.is_floating_point: accs.append((pred.argmax(-1) == batch.y_qry).float().mean(1))
+    out = _summary(torch.cat(losses).cpu())
+    if accs:
+        acc = _summary(torch.cat(accs).cpu())
+        out.update(accuracy=acc["mean"], acc_ci95=acc["ci95"])
     return out
 
 # %% ../nbs/07_meta.ipynb #a58849d6

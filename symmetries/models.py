@@ -16,7 +16,7 @@ __all__ = ['WSModelMixin', 'ws_regularizer', 'CNN', 'WSCNN', 'GCNN', 'ResNet', '
 
 # %% ../nbs/04_models.ipynb #1c004a84
 class WSModelMixin:
-    "Representation parameters, regularisation and parameter counts for any module containing weight-sharing layers."
+    "Representation parameters and regularisation for any module containing weight-sharing layers."
     def ws_layers(self) -> list[_WSConv]:
         "All weight-sharing layers (learned or fixed) in the model, in registration order."
         return [m for m in self.modules() if isinstance(m, _WSConv)]
@@ -35,18 +35,12 @@ class WSModelMixin:
             if entropy_weight: total = total + entropy_weight * m.entropy_loss()
         return total
 
-    def parameter_counts(self) -> dict:
-        "Trainable parameters split into `free` (kernels, biases, norms, head) and `representations` (logits)."
-        reps = sum(p.numel() for p in self.representation_parameters())
-        total = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return dict(free=total - reps, representations=reps, total=total)
-
 def ws_regularizer(norm_weight: float = 0.1, entropy_weight: float = 0.0, norm_variant: str = "paper"):
-    "A `regulariser(model)` callable for `symmetries.train.fit` (0 for models without learned representations)."
-    def regulariser(model):
+    "A `regularizer(model)` callable for `symmetries.train.fit` (0 for models without learned representations)."
+    def regularizer(model):
         fn = getattr(model, "regularization_loss", None)
         return fn(norm_weight, entropy_weight, norm_variant) if fn else next(model.parameters()).new_zeros(())
-    return regulariser
+    return regularizer
 
 # %% ../nbs/04_models.ipynb #cf7f6de1
 class CNN(WSModelMixin, nn.Module):

@@ -11,6 +11,9 @@ import matplotlib
 import torch
 
 from .utils import default_device, set_seed
+from .msr_synthetic import run_synthetic_table, PAPER_SYNTHETIC_MSE
+from .ws_toys import run_shift_toy
+from .ws_mnist import run_rotated_digits, PAPER_TABLES
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'PAPER_SCALE', 'BUDGETS', 'PAPER_SCALE_LABELS', 'CONFIG_LABELS', 'PAPER', 'RUNNERS',
@@ -39,26 +42,23 @@ CONFIG_LABELS = {
 }
 "What each experiment's rows in `results.md` say they came from, per budget."
 
+# one source for every number: the tables of the experiment modules (accuracies here as fractions)
 PAPER = {
     "msr_synthetic": {"source": "MSR authors' code on this machine class (1000 outer steps x 32 tasks), meta-test MSE",
-                      "rank1": {"maml_fc": 3.11, "maml_lc": 2.96, "maml_conv": 0.185, "msr_fc": 0.164},
-                      "rank2": {"maml_fc": 2.00, "maml_lc": 1.92, "maml_conv": 0.517, "msr_fc": 0.476},
-                      "rank5": {"maml_fc": 0.89, "maml_lc": 0.84, "maml_conv": 0.346, "msr_fc": 0.287}},
-    "rotated_digits": {"source": "WSCNN paper, Table 1 (rotated MNIST, accuracy)",
-                       "cnn": 0.9848, "gcnn": 0.9896, "wscnn": 0.9756},
+                      **PAPER_SYNTHETIC_MSE},
+    "rotated_digits": {"source": "WSCNN paper, Table 1 (rotated MNIST, accuracy)",   # its WSCNN row is WSCNN + norm
+                       **{m: round(PAPER_TABLES["rotated"][t] / 100, 4) for m, t in (("cnn", "cnn"), ("gcnn", "gcnn"), ("wscnn", "wscnn+norm"))}},
 }
 "The papers' numbers that `results.md` shows next to ours."
 
 # %% ../nbs/30_reproduce.ipynb #8e83d269
 def run_msr_synthetic(seed: int = 0, device=None, **kwargs) -> tuple[dict, dict]:
     "MSR's synthetic table: {'rank1': {'maml_fc': mse, ...}, 'rank2': ..., 'rank5': ...} and its details (95% intervals)."
-    from symmetries.meta import run_synthetic_table
     details = run_synthetic_table(seed=seed, device=device, details=True, **kwargs)
     return {r: {m: float(d["mse"]) for m, d in row.items()} for r, row in details.items()}, details
 
 def run_ws_shift_toy(seed: int = 0, device=None, **kwargs) -> tuple[dict, dict]:
     "The 1D cyclic-shift toy, equivariant and invariant: rep_error (0 = the shifts recovered exactly) and the test metric."
-    from symmetries.ws_toys import run_shift_toy
     out, details = {}, {}
     for mode in ("equivariant", "invariant"):
         res = run_shift_toy(mode, seed=seed, device=device, **kwargs)
@@ -68,7 +68,6 @@ def run_ws_shift_toy(seed: int = 0, device=None, **kwargs) -> tuple[dict, dict]:
 
 def run_rotated_digits_experiment(seed: int = 0, device=None, **kwargs) -> tuple[dict, dict]:
     "Rotated digits: test accuracy of CNN, GCNN and WSCNN."
-    from symmetries.ws_mnist import run_rotated_digits
     accs = run_rotated_digits(models=("cnn", "gcnn", "wscnn"), seed=seed, device=device, **kwargs)
     return {m: float(a) for m, a in accs.items()}, {}
 

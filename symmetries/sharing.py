@@ -14,8 +14,8 @@ from .groups import Group, matrices_to_perms
 
 # %% auto #0
 __all__ = ['conv1d_sharing_matrix', 'plot_sharing', 'orbits', 'sharing_labels', 'group_sharing_matrix', 'SharingLinear',
-           'sharing_linear', 'sharing_parameters', 'filter_parameters', 'group_average', 'SharingConv1d',
-           'SharingConv2d']
+           'sharing_linear', 'is_sharing_parameter', 'sharing_parameters', 'filter_parameters', 'group_average',
+           'SharingConv1d', 'SharingConv2d']
 
 # %% ../nbs/01_sharing.ipynb #957d0edc
 def conv1d_sharing_matrix(in_features: int, kernel_size: int, circular: bool = False) -> torch.Tensor:
@@ -137,9 +137,13 @@ def sharing_linear(x: torch.Tensor, U: torch.Tensor, v: torch.Tensor, bias: torc
     if U.ndim != 2 or U.shape[0] % n: raise ValueError(f"U must have shape (m*{n}, k), got {tuple(U.shape)}")
     return F.linear(x, (U @ v).reshape(U.shape[0] // n, n), bias)
 
+def is_sharing_parameter(name: str) -> bool:
+    "True for a parameter name (as `named_parameters` gives it) whose last part starts with `U`: a sharing matrix or factor."
+    return name.rsplit(".", 1)[-1].startswith("U")
+
 def sharing_parameters(model: nn.Module) -> list[nn.Parameter]:
     "Parameters whose name starts with `U` (sharing matrices and factors): the MSR outer loop's."
-    return [p for name, p in model.named_parameters() if name.rsplit(".", 1)[-1].startswith("U")]
+    return [p for name, p in model.named_parameters() if is_sharing_parameter(name)]
 
 def filter_parameters(model: nn.Module) -> list[nn.Parameter]:
     "All other parameters (filters `v`, biases): the ones MSR's inner loop adapts."

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
-from .utils import default_device, set_seed, progress
+from .utils import default_device, set_seed, progress, markdown_table
 
 # %% auto #0
 __all__ = ['representation_parameters', 'parameter_groups', 'count_parameters', 'batches', 'accuracy', 'evaluate', 'History',
@@ -35,7 +35,7 @@ def parameter_groups(model: nn.Module, lr: float, rep_lr: float | None = None, w
     return groups
 
 def count_parameters(model: nn.Module) -> dict:
-    "Numbers of trainable parameters: {'weights': ..., 'representations': ..., 'total': ...}."
+    "Trainable parameters, split as `parameter_groups` splits them: {'weights': ..., 'representations': ..., 'total': ...}."
     reps = sum(p.numel() for p in representation_parameters(model))
     total = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"weights": total - reps, "representations": reps, "total": total}
@@ -59,6 +59,10 @@ def batches(data, batch_size: int, shuffle: bool = False, generator: torch.Gener
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for s in range(0, n, batch_size): yield _batch(ds, order[s:s + batch_size])
 
+def _integer_targets(ds: Dataset) -> bool:
+    "True when the targets of `ds` are class labels (an integer tensor or a Python int), judged on its first item."
+    return not torch.as_tensor(ds[0][1]).is_floating_point()
+
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     "Fraction of rows of `logits` (N, K) whose arg max equals `targets` (N,)."
     return (logits.argmax(-1) == targets).float().mean().item()
@@ -76,7 +80,7 @@ def evaluate(model: nn.Module, data, loss_fn: Callable = F.cross_entropy, batch_
         if not yb.is_floating_point(): tot_correct += (out.argmax(-1) == yb).sum().item()
     model.train(was_training)
     res = {"loss": tot_loss / max(n, 1)}
-    if not ds[0][1].is_floating_point() if isinstance(ds[0][1], torch.Tensor) else True: res["accuracy"] = tot_correct / max(n, 1)
+    if _integer_targets(ds): res["accuracy"] = tot_correct / max(n, 1)
     return res
 
 # %% ../nbs/08_train.ipynb #c6c441dd
@@ -94,8 +98,7 @@ class History(list):
     def to_markdown(self, keys=None) -> str:
         "The history as a markdown table."
         keys = keys or [k for k in self[0] if k != "seconds"] if self else []
-        fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
-        return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in self])
+        return markdown_table(self, keys, ".4g")
 
 def _rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
@@ -115,12 +118,27 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=False)
 
 # %% ../nbs/08_train.ipynb #38da6500
-def fit(model: nn.Module, train, valid=None, epochs: int = 1, batch_size: int = 64, lr: float = 1e-2,
-        rep_lr: float | None = None, weight_decay: float = 0.0, regulariser: Callable[[nn.Module], torch.Tensor] | None = None,
-        loss_fn: Callable = F.cross_entropy, augment: Callable | None = None, scheduler: str | None = None,
-        seed: int = 0, device=None, checkpoint: str | None = None, resume: bool = False,
-        max_steps_per_epoch: int | None = None, show_progress: bool = True, eval_batch_size: int = 512,
-        grad_clip: float | None = None) -> History:
+def fit(model: nn.Module,  # the model, trained in place
+        train,  # a `Dataset` or a tuple (inputs, targets) of tensors
+        valid=None,  # evaluated after every epoch (the same forms as `train`), or None
+        epochs: int = 1,  # passes over `train`
+        batch_size: int = 64,  # examples per step
+        lr: float = 1e-2,  # AdamW learning rate of the weights
+        rep_lr: float | None = None,  # learning rate of the representation parameters (None: `lr`)
+        weight_decay: float = 0.0,  # AdamW weight decay of the weights (the representations get none)
+        regularizer: Callable[[nn.Module], torch.Tensor] | None = None,  # `regularizer(model)` is added to the loss, e.g. `ws_regularizer()`
+        loss_fn: Callable = F.cross_entropy,  # `loss_fn(outputs, targets)`
+        augment: Callable | None = None,  # `augment(inputs, generator=...)`, applied to every training batch
+        scheduler: str | None = None,  # None (constant learning rate) or "cosine" (annealed to 0 over all steps)
+        seed: int = 0,  # seeds the global random state, the shuffling and the augmentation
+        device=None,  # default: `default_device()`
+        checkpoint: str | None = None,  # path of the checkpoint written after every epoch (None: none)
+        resume: bool = False,  # continue from `checkpoint` when it exists
+        max_steps_per_epoch: int | None = None,  # cap on the steps of an epoch (None: the whole of `train`)
+        show_progress: bool = True,  # a progress bar per epoch
+        eval_batch_size: int = 512,  # batch size on `valid`
+        grad_clip: float | None = None,  # clip the gradient norm to this value (None: no clipping)
+       ) -> History:  # one row of metrics per epoch
     "Train `model` on `train` with AdamW (`rep_lr` for the representation parameters); returns the per-epoch `History`."
     if not isinstance(epochs, int) or epochs < 0: raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
     if scheduler not in (None, "cosine"): raise ValueError(f"scheduler must be None or 'cosine', got {scheduler!r}")
@@ -153,7 +171,7 @@ def fit(model: nn.Module, train, valid=None, epochs: int = 1, batch_size: int = 
             if augment is not None: xb = augment(xb, generator=aug_gen)
             out = model(xb)
             loss = loss_fn(out, yb)
-            reg = regulariser(model) if regulariser is not None else torch.zeros((), device=device)
+            reg = regularizer(model) if regularizer is not None else torch.zeros((), device=device)
             opt.zero_grad(set_to_none=True)
             (loss + reg).backward()
             if grad_clip: nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -163,7 +181,7 @@ def fit(model: nn.Module, train, valid=None, epochs: int = 1, batch_size: int = 
             if not yb.is_floating_point(): sums["correct"] += (out.argmax(-1) == yb).sum().item()
             if step % 10 == 0 and hasattr(bar, "set_postfix"): bar.set_postfix(loss=f"{loss.item():.4f}")
         row = {"epoch": epoch + 1, "train_loss": sums["loss"] / max(sums["n"], 1), "reg_loss": sums["reg"] / max(sums["n"], 1)}
-        if not train[0][1].is_floating_point(): row["train_accuracy"] = sums["correct"] / max(sums["n"], 1)
+        if _integer_targets(train): row["train_accuracy"] = sums["correct"] / max(sums["n"], 1)
         if valid is not None:
             ev = evaluate(model, valid, loss_fn, eval_batch_size, device)
             row.update({f"valid_{k}": v for k, v in ev.items()})

@@ -4,18 +4,17 @@
 
 # %% ../nbs/16_ws_cifar.ipynb #283809f5
 from __future__ import annotations
-import time
 
 import torch
 import torch.nn as nn
 
-from .data import cifar10_data, fake_cifar10, random_hflip
+from .data import cifar10_data, random_hflip
 from .models import ResNet, GResNet, WSResNet, ws_regularizer
 from .train import fit
 from .utils import default_device
 
 # %% auto #0
-__all__ = ['CIFAR_CONFIG', 'CIFAR_MODELS', 'CIFAR_PAPER', 'make_cifar_model', 'cifar_regulariser', 'run_cifar']
+__all__ = ['CIFAR_CONFIG', 'CIFAR_MODELS', 'CIFAR_PAPER', 'make_cifar_model', 'cifar_regularizer', 'run_cifar']
 
 # %% ../nbs/16_ws_cifar.ipynb #ba0e3921
 CIFAR_CONFIG = dict(epochs=100, batch_size=64, lr=1e-3, rep_lr=1e-3, weight_decay=1e-2, scheduler="cosine",
@@ -29,8 +28,8 @@ def make_cifar_model(name: str, hidden: int = 32) -> nn.Module:
     if name.startswith("wscnn"): return WSResNet(hidden_channels=hidden)
     raise ValueError(f"model name must be 'cnn-<width>', 'gcnn' or 'wscnn...', got {name!r}")
 
-def cifar_regulariser(name: str, cfg: dict = CIFAR_CONFIG):
-    "Normalisation (+ entropy for '+ent') regulariser for the WSResNet variants, None otherwise."
+def cifar_regularizer(name: str, cfg: dict = CIFAR_CONFIG):
+    "Normalisation (+ entropy for '+ent') regularizer for the WSResNet variants, None otherwise."
     if not name.startswith("wscnn"): return None
     return ws_regularizer(norm_weight=cfg["norm_weight"] if "+norm" in name else 0.0,
                           entropy_weight=cfg["entropy_weight"] if "+ent" in name else 0.0)
@@ -44,7 +43,7 @@ def run_cifar(models=CIFAR_MODELS, flips: bool = False, root: str = "data", seed
     for name in models:
         torch.manual_seed(seed); model = make_cifar_model(name)
         hist = fit(model, train, test, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], rep_lr=cfg["rep_lr"],
-                   weight_decay=cfg["weight_decay"], scheduler=cfg["scheduler"], regulariser=cifar_regulariser(name, cfg),
+                   weight_decay=cfg["weight_decay"], scheduler=cfg["scheduler"], regularizer=cifar_regularizer(name, cfg),
                    augment=random_hflip if flips else None, seed=seed, device=device, show_progress=show_progress)
         out[name] = hist.last["valid_accuracy"]
     return out

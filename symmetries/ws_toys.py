@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_ws_toys.ipynb #b2686c66
 from __future__ import annotations
-import contextlib, time
+import time
 
 import torch
 import torch.nn as nn
@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from .data import ToyData, shift_toy, rotation_toy, cube_toy
 from .layers import WSLiftConv1d, WSLiftConv2d, WSLiftConv3d
 from .models import WSModelMixin
-from .train import fit, evaluate
-from .analysis import convex_fit, rep_error, recovers_group, nearest_element
+from .train import fit
+from .analysis import convex_fit, rep_error, recovers_group
 from .groups import cube_rotation_group
-from .utils import default_device
+from .utils import default_device, cpu_threads
 
 # %% auto #0
 __all__ = ['ToyWSNet', 'run_toy', 'run_shift_toy', 'run_rotation_toy', 'run_cube_toy']
@@ -41,14 +41,6 @@ class ToyWSNet(WSModelMixin, nn.Module):
         return z if self.mode == "equivariant" else self.head(F.relu(z).mean(-1))
 
 # %% ../nbs/14_ws_toys.ipynb #a8dd57ae
-@contextlib.contextmanager
-def _threads(n: int | None):
-    "Temporarily use `n` CPU threads (tiny models run fastest single-threaded)."
-    old = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
 def _split(toy: ToyData, n_test: int):
     return (toy.x[:-n_test], toy.y[:-n_test]), (toy.x[-n_test:], toy.y[-n_test:])
 
@@ -60,7 +52,7 @@ def run_toy(toy: ToyData, shape: tuple, epochs: int = 30, n_test: int = 512, lr:
     mode = toy.mode
     train, test = _split(toy, n_test)
     loss_fn = F.mse_loss if mode == "equivariant" else F.cross_entropy
-    with _threads(num_threads if device.type == "cpu" else None):
+    with cpu_threads(num_threads, device):  # tiny models run fastest single-threaded
         torch.manual_seed(seed)
         model = ToyWSNet(shape, toy.params.shape[0], len(toy.elements), mode,
                          n_classes=int(toy.y.max()) + 1 if mode == "invariant" else None)
