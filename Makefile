@@ -7,20 +7,28 @@ PY := $(BIN)/python
 # the notebooks run two at a time, one thread each: on a 2-core machine this beats two threads each
 JOBS ?= 2
 ARGS ?=
+PORT ?= 8000
 
-.PHONY: help setup test reproduce docs notebooks export clean
+.PHONY: help setup browser test reproduce docs serve notebooks export clean
 help:
 	@echo "make reproduce  # the main job: headline experiments at the fast default, results/ (ARGS='--full' etc.)"
 	@echo "make test       # every notebook under nbdev_test + the pytest suite (install, doc site, browser)"
 	@echo "make setup      # only the set-up: .venv with torch, nbdev 2 stack, learn2learn 0.2.0, symmetries -e"
+	@echo "make browser    # only chromium + chromedriver for the doc-site test (make test runs it; never fails)"
 	@echo "make docs       # the doc site, built offline into docs/"
+	@echo "make serve      # build the doc site and serve it at http://127.0.0.1:8000/ (search needs a server; PORT=N)"
 	@echo "make notebooks  # execute every notebook in place (saved outputs are what the docs show)"
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: scripts/setup.sh requirements-dev.txt setup.py settings.ini
 	bash scripts/setup.sh
 
-test: setup
+# only the doc-site test needs a browser: `make test` installs it (as root, with apt-get), the main job never does.
+# It never fails; without a browser the doc-site test fails with a message that says what to install.
+browser:
+	@bash scripts/setup.sh --browser
+
+test: setup browser
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup tests
 
 reproduce: setup
@@ -28,6 +36,9 @@ reproduce: setup
 
 docs: setup
 	$(PY) scripts/build_docs.py
+
+serve: docs
+	$(PY) scripts/build_docs.py --serve --port $(PORT)
 
 notebooks: setup
 	$(PY) scripts/run_notebooks.py

@@ -1,18 +1,23 @@
 """Build the doc site into docs/ from the notebooks, offline.
 
     python scripts/build_docs.py            # docs/ (what `make docs` runs)
+    python scripts/build_docs.py --serve    # serve docs/ at http://127.0.0.1:8000/ (what `make serve` runs after a build)
     python scripts/build_docs.py --readme   # only regenerate README.md from nbs/index.ipynb
+
+The pages open from file:// too, but there the browser refuses the search index (search.json) to a script, so search
+finds nothing: serve the folder (`--serve`, `--port N`) to search it.
 
 nbdev's own processing (`proc_nbs`: frontmatter, `show_doc` tables for every exported name, hidden cells dropped)
 writes `_proc/`; the pure-Python renderer `smalldocs` turns that Quarto project into HTML. Where Quarto is
 installed, `nbdev_docs` is the equivalent. Pages keep their notebook's name (`03_layers.html`); links that nbdev
 points at the published site are rewritten to the local pages so the built site is self-contained.
 """
-import argparse, json, re, shutil, subprocess, sys
+import argparse, functools, http.server, json, re, shutil, subprocess, sys
 from pathlib import Path
 
 import nbdev.doclinks
 from nbdev.config import get_config
+from nbdev.doclinks import _nbpath2html
 from nbdev.quarto import proc_nbs, refresh_quarto_yml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +42,30 @@ def module_pages(nbs_path):
         m = re.search(r"#\|\s*default_exp\s+(\S+)", src)
         if m: pages[m.group(1).replace(".", "/") + ".html"] = p.stem + ".html"
     return pages
+
+
+def nbdev_pages(nbs_path):
+    "Map the page name nbdev gives a notebook (`groups.html`, its number dropped) to the site's (`00_groups.html`)."
+    return {_nbpath2html(p.relative_to(nbs_path)).as_posix(): p.relative_to(nbs_path).with_suffix(".html").as_posix()
+            for p in notebooks(nbs_path)}
+
+
+def drop_output_file(cache):
+    """Remove the `output-file` that nbdev's front matter gives every processed notebook.
+
+    It renames the page for Quarto (`00_groups.ipynb` -> `groups.html`); this site keeps the notebooks' names and
+    `relink` points nbdev's links at them, so the key is not wanted (smalldocs, which does not read it, warned on
+    every page). A notebook already processed in an earlier build is already without it.
+    """
+    for nb_path in sorted(cache.rglob("*.ipynb")):
+        nb = json.loads(nb_path.read_text())
+        cell = nb["cells"][0] if nb["cells"] else None
+        if not cell or cell["cell_type"] != "raw": continue
+        src = "".join(cell["source"])
+        new = re.sub(r"(?m)^output-file:[^\n]*\n", "", src)
+        if new != src:
+            cell["source"] = new.splitlines(keepends=True)
+            nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
 
 
 def relink(site, cfg, pages):
@@ -81,13 +110,33 @@ def build_readme(nbs_path):
     return "\n".join(out).rstrip() + "\n"
 
 
+def serve(doc_path, port, host="127.0.0.1"):
+    "Serve the built site over HTTP until Ctrl-C: search works there, not from file://."
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args): pass
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), functools.partial(Handler, directory=str(doc_path)))
+    except OSError as e:
+        sys.exit(f"cannot serve on {host}:{port} ({e.strerror}): choose another port with --port N (make serve PORT=N)")
+    with server:
+        print(f"serving {doc_path} at http://{host}:{server.server_address[1]}/  (Ctrl-C stops)", flush=True)
+        try: server.serve_forever()
+        except KeyboardInterrupt: print()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--readme", action="store_true", help="only write README.md from nbs/index.ipynb")
     ap.add_argument("--check-readme", action="store_true", help="only check that README.md is up to date (exit 1 if not)")
+    ap.add_argument("--serve", action="store_true", help="serve docs/ over HTTP (search needs it); builds it first if it is missing")
+    ap.add_argument("--port", type=int, default=8000, help="port for --serve (default 8000; 0 picks a free one)")
     a = ap.parse_args()
     cfg = get_config(path=ROOT)
     nbs_path, doc_path = cfg.nbs_path, cfg.doc_path
+    if a.serve:
+        if not (doc_path / "index.html").exists(): build(cfg)
+        serve(doc_path, a.port)
+        return
     if a.check_readme:
         ok = (cfg.config_path / "README.md").read_text() == build_readme(nbs_path)
         print("README.md is up to date" if ok else "README.md differs from nbs/index.ipynb: run `python scripts/build_docs.py --readme`")
@@ -95,6 +144,14 @@ def main():
     if a.readme:
         (cfg.config_path / "README.md").write_text(build_readme(nbs_path))
         return
+    build(cfg)
+    print(f"view it: open {doc_path / 'index.html'} (search needs a server: `make serve`, or "
+          f"`python scripts/build_docs.py --serve`, then http://127.0.0.1:8000/)")
+
+
+def build(cfg):
+    "Build the site into docs/."
+    nbs_path, doc_path = cfg.nbs_path, cfg.doc_path
     if shutil.which("quarto"):
         subprocess.run([str(Path(sys.executable).parent / "nbdev_docs")], check=True, cwd=cfg.config_path)
         return
@@ -102,10 +159,11 @@ def main():
     nbdev.doclinks._build_modidx()
     write_sidebar(nbs_path)
     cache = proc_nbs(nbs_path, n_workers=1)
+    drop_output_file(cache)
     site = cache / doc_path.name
     shutil.rmtree(site, ignore_errors=True)
     subprocess.run([str(Path(sys.executable).parent / "smalldocs"), "render", "--quiet", str(cache)], check=True)
-    relink(site, cfg, module_pages(nbs_path))
+    relink(site, cfg, {**module_pages(nbs_path), **nbdev_pages(nbs_path)})
     vendor_katex(site)
     # docs/README.md (committed) says what the folder is; everything else in docs/ is rebuilt
     for p in doc_path.glob("*"):

@@ -3,26 +3,30 @@
 #
 #   bash scripts/setup.sh            # a virtual environment in .venv (what `make setup` runs)
 #   bash scripts/setup.sh --system   # into the current python (Colab: torch already there is kept)
-#   bash scripts/setup.sh --no-browser  # skip Debian's chromium (only the doc-site browser test needs it)
+#   bash scripts/setup.sh --browser  # only Debian's chromium + chromedriver, for the doc-site browser test (`make test`
+#                                    # runs it); optional: it never fails, it prints a note when it cannot install them
 #
-# Environment: PYTHON (interpreter to build the venv from, default python3), VENV (default .venv).
+# Environment: PYTHON (interpreter to build the venv from, default python3), VENV (default .venv),
+# APT_LOCK_TIMEOUT (seconds --browser waits for another apt-get/dpkg to release its lock, default 300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 MODE=venv
-BROWSER=1
+BROWSER_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --system) MODE=system ;;
-    --no-browser) BROWSER=0 ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
-    *) echo "setup: unknown option '$arg' (valid: --system, --no-browser)" >&2; exit 2 ;;
+    --browser) BROWSER_ONLY=1 ;;
+    --no-browser) ;;  # the default since the browser became its own step; kept so that older commands still work
+    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+    *) echo "setup: unknown option '$arg' (valid: --system, --browser)" >&2; exit 2 ;;
   esac
 done
 LOG=$(mktemp -t symmetries-setup.XXXXXX.log)
 
 die() { echo >&2; echo "setup: ERROR: $*" >&2; exit 1; }
 step() { echo "setup: $*"; }
+note() { echo "setup: note: $*" >&2; }
 # Runs a command quietly; on failure shows the last lines of its output and names what failed.
 quiet() {
   local what=$1; shift
@@ -32,6 +36,59 @@ quiet() {
     die "$what failed (full log: $LOG)"
   fi
 }
+
+# ---- Chromium for the doc-site browser test: a step of its own (--browser), which never fails -----------------
+# The main job never uses a browser, so `make setup` / `make reproduce` do not install one; `make test` (and so CI)
+# does. Another apt-get or dpkg (unattended-upgrades on a fresh machine) may hold dpkg's lock: wait for it, bounded.
+APT_LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-300}
+apt_get() {  # apt-get "$@" as root, retried while another apt/dpkg holds a lock, for APT_LOCK_TIMEOUT seconds in all
+  local deadline=$((SECONDS + APT_LOCK_TIMEOUT)) out left
+  while :; do
+    left=$((deadline - SECONDS)); [ "$left" -gt 0 ] || left=0
+    if out=$("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="$left" -q -y "$@" 2>&1); then
+      echo "$out" >>"$LOG"; return 0
+    fi
+    echo "$out" >>"$LOG"
+    left=$((deadline - SECONDS))
+    # apt's own DPkg::Lock::Timeout waits for dpkg's lock; this loop also covers the package lists' lock and older apt
+    if grep -qiE "could not get lock|unable to acquire|another process" <<<"$out" && [ "$left" -gt 0 ]; then
+      sleep $((left < 2 ? left : 2)); continue
+    fi
+    APT_ERROR=$(grep -E "^(E|W|Err):" <<<"$out" | tail -n 3 || true)
+    [ -n "$APT_ERROR" ] || APT_ERROR=$(tail -n 3 <<<"$out")
+    return 1
+  done
+}
+install_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    step "chromium and chromedriver found (doc-site browser test)"; rm -f "$LOG"; return 0
+  fi
+  local hint="the doc-site browser test (tests/test_docs.py) will fail until they are installed (Debian/Ubuntu, as root: apt-get install chromium chromium-driver)"
+  SUDO=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true >/dev/null 2>&1; then SUDO=(sudo -n)
+    else note "chromium/chromedriver not found and not installed: that needs root (or sudo without a password); $hint"; return 0; fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    note "chromium/chromedriver not found and not installed: no apt-get here; $hint"; return 0
+  fi
+  step "installing Debian's chromium and chromium-driver for the doc-site browser test (waits up to ${APT_LOCK_TIMEOUT} s for a held apt/dpkg lock)"
+  APT_ERROR=
+  apt_get update || note "apt-get update failed (${APT_ERROR//$'\n'/ }); trying the install with the package lists there are"
+  if ! apt_get install chromium chromium-driver; then
+    note "could not install chromium/chromium-driver: ${APT_ERROR//$'\n'/ } (full log: $LOG); $hint"; return 0
+  fi
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    step "chromium and chromium-driver installed"; rm -f "$LOG"
+  else
+    note "apt-get installed chromium and chromium-driver, but chromium or chromedriver is not on PATH (log: $LOG); $hint"
+  fi
+}
+if [ "$BROWSER_ONLY" = 1 ]; then
+  install_browser || true
+  [ -s "$LOG" ] || rm -f "$LOG"
+  exit 0
+fi
 
 # ---- interpreter ---------------------------------------------------------------------------------------
 BASE_PY=${PYTHON:-python3}
@@ -89,19 +146,6 @@ install_learn2learn
 
 step "installing symmetries in editable mode"
 quiet "installing the package (pip install -e .)" "${PIP[@]}" --no-deps -e .
-
-# ---- Chromium for the doc-site browser test ---------------------------------------------------------------
-if [ "$BROWSER" = 1 ]; then
-  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :
-  elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    step "installing Debian's chromium and chromium-driver (headless browser test of the doc site)"
-    quiet "apt-get update" apt-get update -qq
-    quiet "installing chromium" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
-  else
-    echo "setup: note: chromium/chromedriver not found and cannot be installed here (needs root and apt-get);" \
-         "the doc-site browser test will be reported as failed until they are installed." >&2
-  fi
-fi
 
 # ---- KaTeX for the doc site's maths, so the built site renders formulas offline (npm registry; optional) --------
 KATEX_DIR=$("$PY" -c 'import sys; print(sys.prefix)')/share/katex

@@ -1,5 +1,10 @@
-"""The doc site builds offline and renders in a real headless browser (Debian's chromium + chromedriver)."""
-import functools, http.server, json, os, re, shutil, sys, tempfile, threading, urllib.request
+"""The doc site builds offline and renders in a real headless browser (Debian's chromium + chromedriver).
+
+Besides "every page renders", each page is read the way a reader sees it: no raw TeX outside the formulas KaTeX
+typeset, no Python warnings or tracebacks in the cell outputs, no markdown pipe table printed as text, no show_doc
+docstring whose italics a `*` cut short, and a content column wide enough for code and display maths.
+"""
+import functools, http.server, json, os, re, shutil, subprocess, sys, tempfile, threading, urllib.request
 from pathlib import Path
 
 import pytest
@@ -55,13 +60,19 @@ def build_site_once(tmp_path_factory):
     with FileLock(str(shared / "docs-build.lock")):
         if not done.exists():
             res = run([sys.executable, "scripts/build_docs.py"], timeout=900)
-            done.write_text(json.dumps({"returncode": res.returncode, "log": res.stdout[-3000:] + res.stderr[-3000:]}))
+            warnings = [l for l in (res.stdout + res.stderr).splitlines() if re.match(r"\s*warning:", l, re.I)]
+            done.write_text(json.dumps({"returncode": res.returncode, "log": res.stdout[-3000:] + res.stderr[-3000:],
+                                        "warnings": warnings, "stdout": res.stdout[-2000:]}))
     return json.loads(done.read_text())
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    build = build_site_once(tmp_path_factory)
+def build(tmp_path_factory):
+    return build_site_once(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def site(build):
     assert build["returncode"] == 0, build["log"]
     docs = ROOT / "docs"
     class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -79,8 +90,8 @@ def browser():
     from selenium.webdriver.chrome.service import Service
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        pytest.fail("the doc-site test needs Debian's chromium and chromium-driver: run `make setup` as root, "
-                    "or apt-get install chromium chromium-driver")
+        pytest.fail("the doc-site test needs Debian's chromium and chromium-driver: `make test` installs them when it "
+                    "runs as root (`bash scripts/setup.sh --browser` on its own), or apt-get install chromium chromium-driver")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -94,6 +105,7 @@ def browser():
 
 
 PAGES = sorted(p for p in NBS.glob("*.ipynb"))
+MIN_CONTENT_WIDTH = 850   # px, in a 1280 px window: code and display maths fit without a scroll bar
 
 
 @pytest.mark.parametrize("nb", PAGES, ids=[p.stem for p in PAGES])
@@ -118,6 +130,166 @@ def test_page_renders(site, browser, nb):
         "return Array.from(document.querySelectorAll('main img')).filter(i => "
         "(i.src.startsWith('data:image') || i.src.startsWith(location.origin)) && i.complete && i.naturalWidth > 0).length")
     assert shown >= figures, f"{nb.stem}.html shows {shown} figures, the notebook has {figures}"
+    # the text column is wide (the table of contents shares the left column with the chapter list)
+    width, main = browser.execute_script(
+        "return [window.innerWidth, document.querySelector('main.content').getBoundingClientRect().width]")
+    assert width == 1280, f"the browser window is {width} px wide, the test expects 1280"
+    assert main >= MIN_CONTENT_WIDTH, f"{nb.stem}.html: the content column is {main:.0f} px wide at 1280 px (< {MIN_CONTENT_WIDTH})"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What a reader sees, page by page. One script collects every fault of a page (cached: each page loads once).
+
+FAULTS_JS = r"""
+const main = document.querySelector('main.content'), typeset = arguments[0];
+const BLOCK = 'p, li, td, th, h1, h2, h3, h4, h5, h6, dt, dd, figcaption, blockquote, div';
+// the text of `main` outside elements matching `skip`, gathered per block element (a paragraph, a list item, ...)
+function texts(skip, block) {
+  const out = new Map(), w = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+  for (let n = w.nextNode(); n; n = w.nextNode()) {
+    const el = n.parentElement;
+    if (!el || el.closest(skip)) continue;
+    const b = el.closest(block) || main;
+    out.set(b, (out.get(b) || '') + n.textContent);
+  }
+  return [...out.values()];
+}
+const clip = (s, n = 140) => s.replace(/\s+/g, ' ').trim().slice(0, n);
+// 1. raw TeX: a `$` or a \command in the prose, outside code, outside what KaTeX typeset (and outside the formulas
+//    themselves where KaTeX is not served: then they are TeX by design); KaTeX's own parse errors
+const skip = 'pre, code, script, style, textarea, .katex, .katex-display, .katex-error' + (typeset ? '' : ', .math');
+const TEX = /\$|\\[A-Za-z]+/;
+const tex = texts(skip, BLOCK).filter(t => TEX.test(t)).map(t => {     // the text around the first raw TeX
+  const s = t.replace(/\s+/g, ' ').trim(), i = s.search(TEX);
+  return (i > 60 ? '…' : '') + s.slice(Math.max(0, i - 60), i + 80);
+});
+for (const e of main.querySelectorAll('.katex-error')) tex.push('KaTeX could not typeset: ' + clip(e.textContent));
+// 2. Python warnings and tracebacks in the cell outputs
+const warnings = [];
+for (const o of main.querySelectorAll('.cell-output'))
+  for (const line of o.innerText.split('\n'))
+    if (/\b\w*Warning: |Traceback \(most recent call last\)/.test(line)) warnings.push(clip(line));
+// 3. a markdown pipe table shown as text (its |---|---| line), anywhere but the input code
+const pipes = [], SEP = /^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$/;
+for (const t of texts('.cell-code, script, style, table', 'pre, ' + BLOCK))
+  if (t.split('\n').some(l => SEP.test(l))) pipes.push(clip(t.trim().split('\n')[0]));
+// 4. show_doc: heading, signature, then the docstring as one italic paragraph; a `*` in the docstring ends the
+//    italics early (`k*k` -> k<em>k ...) or leaves a stray `*`
+const docstrings = [];
+for (const h of main.querySelectorAll('.cell-output-markdown :is(h2, h3, h4)[id]')) {
+  const sig = h.nextElementSibling, p = sig && sig.nextElementSibling;
+  if (!sig || !sig.querySelector('pre') || !p || p.tagName !== 'P') continue;
+  const em = p.firstElementChild;
+  const whole = em && em.tagName === 'EM' && p.firstChild === em && em.textContent.trim() === p.textContent.trim();
+  if (!whole && (p.querySelector('em') || p.textContent.includes('*'))) docstrings.push(h.textContent.trim() + ': ' + clip(p.textContent, 100));
+}
+return {tex, warnings, pipes, docstrings};
+"""
+_faults = {}
+
+
+@pytest.fixture(scope="module")
+def faults(site, browser):
+    "faults(page) -> what FAULTS_JS finds on docs/page.html."
+    typeset = (ROOT / "docs" / "site_libs" / "katex" / "katex.min.js").exists()
+    def get(stem):
+        if stem not in _faults:
+            browser.get(f"{site}/{stem}.html")
+            _faults[stem] = browser.execute_script(FAULTS_JS, typeset)
+        return _faults[stem]
+    return get
+
+
+def report(stem, what, found):
+    return f"{stem}.html: {what}:\n  " + "\n  ".join(found)
+
+
+@pytest.mark.parametrize("nb", PAGES, ids=[p.stem for p in PAGES])
+def test_no_raw_tex(faults, nb):
+    found = faults(nb.stem)["tex"]
+    assert not found, report(nb.stem, "raw TeX in the text (a $...$ that did not become a formula, or a \\command)", found)
+
+
+@pytest.mark.parametrize("nb", PAGES, ids=[p.stem for p in PAGES])
+def test_no_warnings_in_outputs(faults, nb):
+    found = faults(nb.stem)["warnings"]
+    assert not found, report(nb.stem, "Python warnings or tracebacks in the saved outputs", found)
+
+
+@pytest.mark.parametrize("nb", PAGES, ids=[p.stem for p in PAGES])
+def test_no_raw_markdown_tables(faults, nb):
+    found = faults(nb.stem)["pipes"]
+    assert not found, report(nb.stem, "markdown tables printed as text (display(Markdown(...)) shows them as tables)", found)
+
+
+@pytest.mark.parametrize("nb", PAGES, ids=[p.stem for p in PAGES])
+def test_docstrings_render_as_written(faults, nb):
+    found = faults(nb.stem)["docstrings"]
+    assert not found, report(nb.stem, "show_doc docstrings whose italics a `*` broke (write k*k as `k*k` or k·k)", found)
+
+
+SAMPLE = r"""<!doctype html><html><body><main class="content">
+<p>Good: <span class="math inline"><span class="katex"><span class="katex-mathml"><math><annotation>\tau + \frac{1}{2}</annotation></math></span>τ</span></span>,
+ code <code>$HOME</code> and <code>\mathrm</code>, a price-free sentence.</p>
+<div class="cell"><div class="sourceCode"><pre class="sourceCode python cell-code"><code>s = r"$\tau$"; print("| a |\n|---|---|")</code></pre></div>
+<div class="cell-output cell-output-stderr"><pre><code>100%|██████████| 10/10 [00:01&lt;00:00]</code></pre></div>
+<div class="cell-output cell-output-display cell-output-markdown"><table><tr><th>a</th></tr><tr><td>1</td></tr></table></div></div>
+<div class="cell-output cell-output-display cell-output-markdown"><hr><h3 id="good_fn">good_fn</h3>
+<div class="sourceCode"><pre><code>def good_fn(k)</code></pre></div><p><em>A k×k grid, <code>k*k</code> pixels.</em></p></div>
+<ul><li>+ \tau H(R)$ with a temperature</li></ul>
+<p>the Cayley table $T[i, j] = $ index of</p>
+<span class="katex-error">\frac{</span>
+<div class="cell-output cell-output-stderr"><pre><code>/tmp/x.py:40: UserWarning: Sparse invariant checks are implicitly disabled</code></pre></div>
+<div class="cell-output cell-output-stdout"><pre><code>Traceback (most recent call last):
+  File "x.py", line 1</code></pre></div>
+<div class="cell-output cell-output-stdout"><pre><code>| toy | seconds |
+|---|---|
+| shifts | 3 |</code></pre></div>
+<div class="cell-output cell-output-display cell-output-markdown"><hr><h3 id="rotation_group">rotation_group</h3>
+<div class="sourceCode"><pre><code>def rotation_group(k)</code></pre></div><p><em>C4 on the k</em>k pixels of a grid.*</p></div>
+</main></body></html>"""
+
+
+def test_fault_checks_on_a_sample_page(browser, tmp_path):
+    # the checks flag each planted fault once, and nothing of the legitimate content around them
+    (tmp_path / "sample.html").write_text(SAMPLE)
+    browser.get((tmp_path / "sample.html").as_uri())
+    f = browser.execute_script(FAULTS_JS, True)
+    assert len(f["tex"]) == 3, f["tex"]
+    assert f["tex"][0].startswith("+ \\tau H(R)$") and "$T[i, j] = $" in f["tex"][1] and "\\frac{" in f["tex"][2], f["tex"]
+    assert len(f["warnings"]) == 2 and "UserWarning" in f["warnings"][0] and "Traceback" in f["warnings"][1], f["warnings"]
+    assert f["pipes"] == ["| toy | seconds |"], f["pipes"]
+    assert len(f["docstrings"]) == 1 and f["docstrings"][0].startswith("rotation_group: C4 on the kk pixels"), f["docstrings"]
+
+
+def test_build_has_no_warnings(build):
+    assert build["returncode"] == 0, build["log"]
+    assert not build["warnings"], "the doc build warns:\n" + "\n".join(build["warnings"])
+    assert "--serve" in build["stdout"], "the build should say how to serve the site (search needs a server)"
+
+
+def test_search_finds_pages(site, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(f"{site}/index.html")
+    box = browser.find_element("css selector", "#quarto-search input")
+    box.send_keys("sinkhorn")
+    hits = WebDriverWait(browser, 10).until(lambda b: b.find_elements("css selector", ".search-result"))
+    assert any("02_sinkhorn.html" in h.get_attribute("href") for h in hits), [h.get_attribute("href") for h in hits]
+
+
+def test_serve_command(site):
+    # `python scripts/build_docs.py --serve` (make serve) serves docs/, search index included
+    proc = subprocess.Popen([sys.executable, "scripts/build_docs.py", "--serve", "--port", "0"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"http://[\w.]+:\d+/", line)
+        assert m, f"--serve printed {line!r}, no URL"
+        for path in ("index.html", "search.json", "02_sinkhorn.html"):
+            with urllib.request.urlopen(m.group(0) + path, timeout=10) as r: assert r.status == 200, path
+        with urllib.request.urlopen(m.group(0) + "search.json", timeout=10) as r: assert json.loads(r.read())
+    finally:
+        proc.terminate(); proc.wait(timeout=10)
 
 
 def test_index_sidebar_links_resolve(site, browser):
