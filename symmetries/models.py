@@ -15,6 +15,14 @@ from .layers import WSLiftConv2d, WSGroupConv2d, invariant_pool, _WSConv
 __all__ = ['WSModelMixin', 'ws_regularizer', 'CNN', 'WSCNN', 'GCNN', 'ResNet', 'WSResNet', 'GResNet']
 
 # %% ../nbs/04_models.ipynb #1c004a84
+def _check_model_args(positive: dict = {}, non_negative: dict = {}, pool=None):
+    "Refuse sizes a network cannot have, naming the argument (torch would build an empty layer or fail deep inside)."
+    for name, v in positive.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
+    for name, v in non_negative.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0: raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+    if pool is not None and pool not in ("mean", "max"): raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}")
+
 class WSModelMixin:
     "Representation parameters and regularisation for any module containing weight-sharing layers."
     def ws_layers(self) -> list[_WSConv]:
@@ -48,6 +56,8 @@ class CNN(WSModelMixin, nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden_channels: int = 64, kernel_size: int = 5,
                  num_hidden: int = 4, padding: int = 0):
         super().__init__()
+        _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
+                               kernel_size=kernel_size), dict(num_hidden=num_hidden))
         chans = [in_channels] + [hidden_channels] * (num_hidden + 1)
         self.convs = nn.ModuleList(nn.Conv2d(a, b, kernel_size, padding=padding) for a, b in zip(chans[:-1], chans[1:]))
         self.head = nn.Linear(hidden_channels, num_classes)
@@ -66,6 +76,8 @@ class WSCNN(WSModelMixin, nn.Module):
                  num_hidden: int = 4, group_size: int = 4, representations=None, padding: int = 0, n_iter: int = 20,
                  init_mode: str = "rand", fix_identity: bool = True, pool: str = "mean"):
         super().__init__()
+        _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
+                               kernel_size=kernel_size, group_size=group_size, n_iter=n_iter), dict(num_hidden=num_hidden), pool)
         kw = dict(padding=padding, representations=representations, n_iter=n_iter, init_mode=init_mode, fix_identity=fix_identity)
         self.lift = WSLiftConv2d(in_channels, hidden_channels, kernel_size, group_size, **kw)
         self.convs = nn.ModuleList(WSGroupConv2d(hidden_channels, hidden_channels, kernel_size, group_size, **kw)
@@ -110,6 +122,8 @@ class _ResBlock(nn.Module):
 class _ResNetBase(WSModelMixin, nn.Module):
     def __init__(self, first, make_conv, batch_norm, in_channels, num_classes, hidden_channels, kernel_size):
         super().__init__()
+        _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
+                               kernel_size=kernel_size))
         h = hidden_channels
         self.first, self.norm1 = first, batch_norm(h)
         self.block1 = _ResBlock(h, h, kernel_size, make_conv, batch_norm)
@@ -125,6 +139,8 @@ class _ResNetBase(WSModelMixin, nn.Module):
 class ResNet(_ResNetBase):
     "The paper's CIFAR-10 ResNet (CNN-32/64/128 by `hidden_channels`)."
     def __init__(self, in_channels: int = 3, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 7):
+        _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
+                               kernel_size=kernel_size))
         conv = lambda a, b: nn.Conv2d(a, b, kernel_size, padding="same")
         super().__init__(conv(in_channels, hidden_channels), conv, nn.BatchNorm2d, in_channels, num_classes,
                          hidden_channels, kernel_size)
@@ -133,6 +149,8 @@ class WSResNet(_ResNetBase):
     "The paper's WSResNet: the ResNet with a lifting layer and weight-sharing group layers (learned R_g by default)."
     def __init__(self, in_channels: int = 3, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 7,
                  group_size: int = 4, representations=None, n_iter: int = 20, init_mode: str = "rand", fix_identity: bool = True):
+        _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
+                               kernel_size=kernel_size, group_size=group_size, n_iter=n_iter))
         kw = dict(padding="same", representations=representations, n_iter=n_iter, init_mode=init_mode, fix_identity=fix_identity)
         conv = lambda a, b: WSGroupConv2d(a, b, kernel_size, group_size, **kw)
         super().__init__(WSLiftConv2d(in_channels, hidden_channels, kernel_size, group_size, **kw), conv,
