@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #b6669cfe
 from __future__ import annotations
-import os, random, time
+import math, numbers, os, random, time
 from typing import Callable
 
 import numpy as np
@@ -118,6 +118,35 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=False)
 
 # %% ../nbs/08_train.ipynb #38da6500
+def _check_fit_args(batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip):
+    "Refuse arguments that would crash deep inside the loop or silently train nothing, naming the argument."
+    for name, v in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if max_steps_per_epoch is not None and (isinstance(max_steps_per_epoch, bool) or not isinstance(max_steps_per_epoch, numbers.Integral)
+                                            or max_steps_per_epoch < 1):
+        raise ValueError(f"max_steps_per_epoch must be a positive int or None, got {max_steps_per_epoch!r}")
+    for name, v in (("lr", lr), ("rep_lr", rep_lr), ("weight_decay", weight_decay)):
+        if v is None and name == "rep_lr": continue
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v >= 0 and math.isfinite(v)):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    if grad_clip is not None and (isinstance(grad_clip, bool) or not isinstance(grad_clip, numbers.Real) or not grad_clip > 0):
+        raise ValueError(f"grad_clip must be a number > 0 or None, got {grad_clip!r}")
+
+def _resume_hyperparameters(opt, sched, fresh_groups: list[dict], saved: dict | None, now: dict):
+    """After loading a checkpoint: take the learning rates and weight decays of this call, and re-plan a cosine schedule
+    for this call's length, when they differ from the checkpoint's (`saved`); otherwise leave the restored state untouched."""
+    if saved is None or saved == now: return       # same run: bit-for-bit continuation
+    for group, fresh in zip(opt.param_groups, fresh_groups):
+        group["weight_decay"] = fresh["weight_decay"]; group["initial_lr"] = fresh["lr"]
+        if sched is None: group["lr"] = fresh["lr"]
+    if sched is not None:      # the schedule this call asks for, at the step the checkpoint reached
+        sched.base_lrs = [g["lr"] for g in fresh_groups]
+        sched.T_max = now["total_steps"]
+        t = min(sched.last_epoch, sched.T_max)
+        for group, base in zip(opt.param_groups, sched.base_lrs):
+            group["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * t / sched.T_max)) / 2
+        sched._last_lr = [g["lr"] for g in opt.param_groups]
+
 def fit(model: nn.Module,  # the model, trained in place
         train,  # a `Dataset` or a tuple (inputs, targets) of tensors
         valid=None,  # evaluated after every epoch (the same forms as `train`), or None
@@ -133,7 +162,7 @@ def fit(model: nn.Module,  # the model, trained in place
         seed: int = 0,  # seeds the global random state, the shuffling and the augmentation
         device=None,  # default: `default_device()`
         checkpoint: str | None = None,  # path of the checkpoint written after every epoch (None: none)
-        resume: bool = False,  # continue from `checkpoint` when it exists
+        resume: bool = False,  # continue from `checkpoint` when it exists (this call's `lr`, `rep_lr`, `weight_decay` and `epochs` apply)
         max_steps_per_epoch: int | None = None,  # cap on the steps of an epoch (None: the whole of `train`)
         show_progress: bool = True,  # a progress bar per epoch
         eval_batch_size: int = 512,  # batch size on `valid`
@@ -143,20 +172,30 @@ def fit(model: nn.Module,  # the model, trained in place
     if not isinstance(epochs, int) or epochs < 0: raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
     if scheduler not in (None, "cosine"): raise ValueError(f"scheduler must be None or 'cosine', got {scheduler!r}")
     if resume and checkpoint is None: raise ValueError("resume=True needs a checkpoint path")
+    _check_fit_args(batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip)
     device = default_device(device); train = _as_dataset(train)
+    if len(train) == 0: raise ValueError("train is empty: nothing to train on")
     set_seed(seed)
     model.to(device)
     opt = torch.optim.AdamW(parameter_groups(model, lr, rep_lr, weight_decay), lr=lr)
     steps_per_epoch = -(-len(train) // batch_size)
-    if max_steps_per_epoch: steps_per_epoch = min(steps_per_epoch, max_steps_per_epoch)
+    if max_steps_per_epoch is not None: steps_per_epoch = min(steps_per_epoch, max_steps_per_epoch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch)) if scheduler == "cosine" else None
+    # what a resumed run compares with the checkpoint's: the learning rates, weight decays and the schedule's length
+    hparams = {"groups": [(g["lr"], g["weight_decay"]) for g in opt.param_groups], "scheduler": scheduler,
+               "total_steps": max(1, epochs * steps_per_epoch)}
     shuffle_gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator().manual_seed(seed + 1)
     history, start = History(), 0
     if resume and os.path.exists(checkpoint):
         ck = load_checkpoint(checkpoint)
+        saved = ck.get("hparams")
+        if saved is not None and saved["scheduler"] != scheduler:
+            raise ValueError(f"scheduler={scheduler!r}, but the checkpoint {checkpoint} was written with scheduler={saved['scheduler']!r}: "
+                             "resume with the same scheduler, or start a new run")
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
         if sched is not None: sched.load_state_dict(ck["scheduler"])
+        _resume_hyperparameters(opt, sched, parameter_groups(model, lr, rep_lr, weight_decay), saved, hparams)
         shuffle_gen.set_state(ck["shuffle_gen"]); aug_gen.set_state(ck["aug_gen"])
         history, start = History(ck["history"]), ck["epoch"]
         _set_rng_state(ck["rng"])
@@ -191,5 +230,5 @@ def fit(model: nn.Module,  # the model, trained in place
             save_checkpoint(checkpoint, model=model.state_dict(), optimizer=opt.state_dict(),
                             scheduler=sched.state_dict() if sched is not None else None, epoch=epoch + 1,
                             history=list(history), shuffle_gen=shuffle_gen.get_state(), aug_gen=aug_gen.get_state(),
-                            rng=_rng_state())
+                            rng=_rng_state(), hparams=hparams)
     return history
