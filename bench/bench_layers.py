@@ -14,7 +14,7 @@ otherwise every fresh 10–20 MB activation is a new mmap that page-faults, and 
 For context the table also times an *unfused reference* built like the authors' layers (log-space autograd Sinkhorn,
 einsum kernel expansion, bias added to the output afterwards).
 """
-import argparse, json, os, platform, resource, subprocess, sys, time
+import argparse, importlib.util, json, os, platform, resource, subprocess, sys, time
 from pathlib import Path
 
 _MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 31), "MALLOC_TRIM_THRESHOLD_": str(2 ** 36)}
@@ -32,6 +32,30 @@ from symmetries.models import WSCNN
 from symmetries.sinkhorn import sinkhorn
 
 RESULTS = ROOT / "bench" / "results"
+DEVICE = torch.device("cpu")
+AUTHORS = None          # the authors' wsmodules module, when --authors points at a checkout of their repository
+
+
+def load_authors(path):
+    "Import wsmodules.py from a checkout of the authors' repository (github.com/computri/learnable-weight-sharing)."
+    f = Path(path) / "wsmodules.py"
+    if not f.exists(): raise SystemExit(f"--authors: no wsmodules.py in {path}")
+    spec = importlib.util.spec_from_file_location("authors_wsmodules", f)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def authors_layer(layer):
+    "The authors' layer with our layer's parameters (same function: same kernels, logits, bias), or None."
+    if AUTHORS is None or not layer.learned: return None
+    O, C, k, G = layer.out_channels, layer.in_channels, layer.kernel_size, layer.group_size
+    kw = dict(n_iter=layer.n_iter, device=str(DEVICE), bias=True, init_mode="rand", padding=layer.padding,
+              fix_identity=layer.fix_identity)
+    theirs = (AUTHORS.WSLiftConv2d(C, O, k, G, **kw) if layer.lifting else AUTHORS.WSConv2d(C, O, k, G, G, **kw))
+    with torch.no_grad():
+        theirs.weight.copy_(layer.weight); theirs.bias.copy_(layer.bias.view(-1, 1, 1, 1))
+        theirs.representations.copy_(layer.rep_logits)
+    return theirs
 
 
 # ---------------------------------------------------------------- workloads
@@ -39,13 +63,18 @@ def sharp_logits(layer, seed=0, scale=8.0, noise=1.0):
     "Trained regime: logits near random permutations (sharp, so Sinkhorn needs all its iterations)."
     g = torch.Generator().manual_seed(seed)
     G, d = layer.group_size, layer.d
-    perms = torch.stack([torch.eye(d)] + [torch.eye(d)[torch.randperm(d, generator=g)] for _ in range(G - 1)])
+    perms = torch.stack([torch.eye(d)] + [torch.eye(d)[torch.randperm(d, generator=g)] for _ in range(G - 1)]).to(DEVICE)
     torch.manual_seed(seed)
     set_representation_logits(layer, perms, scale=scale, noise=noise)
 
 
+def sync():
+    if DEVICE.type == "cuda": torch.cuda.synchronize()
+
+
 def layer_case(layer, x, requires_input_grad):
-    "(ours, floor, reference) closures doing forward + backward with a fixed upstream gradient."
+    "{ours, floor, reference or authors} closures doing forward + backward with a fixed upstream gradient."
+    layer = layer.to(DEVICE); x = x.to(DEVICE)
     x = x.detach().requires_grad_(requires_input_grad)
     with torch.no_grad():
         W = layer.kernel().detach().clone().requires_grad_()
@@ -77,7 +106,31 @@ def layer_case(layer, x, requires_input_grad):
         out.backward(gy)
 
     ours.overhead = kernel_overhead([layer])
-    return ours, floor, reference
+    fns = {"ours": ours, "floor": floor}
+    theirs = authors_layer(layer)
+    if theirs is not None:
+        tparams = list(theirs.parameters())
+        with torch.no_grad(): assert torch.allclose(theirs(x), layer(x), atol=1e-4, rtol=1e-3), "authors' layer differs"
+        def authors():
+            for p in tparams: p.grad = None
+            x.grad = None
+            theirs(x).backward(gy)
+        fns["authors"] = authors
+    else: fns["reference"] = reference
+    return fns
+
+
+def inference_case(layer, x):
+    "{ours, floor}: eval-mode forward under no_grad (ours reuses its cached kernel) vs conv2d with the prebuilt kernel."
+    layer = layer.to(DEVICE).eval(); x = x.to(DEVICE)
+    with torch.no_grad():
+        W, b = layer.kernel().clone(), layer.kernel_bias().clone()
+        xin = x if layer.lifting else x.flatten(1, 2)
+    def ours():
+        with torch.no_grad(): layer(x)
+    def floor():
+        with torch.no_grad(): F.conv2d(xin, W, b, layer.stride, layer.padding)
+    return {"ours": ours, "floor": floor}
 
 
 def kernel_overhead(layers):
@@ -123,8 +176,9 @@ def network_case(model, x, y):
 CLOCK = time.process_time      # CPU time of this process: robust to other jobs sharing the cores (see --clock)
 
 def timed(fn, n):
-    t = CLOCK()
+    sync(); t = CLOCK()
     for _ in range(n): fn()
+    sync()
     return (CLOCK() - t) / n
 
 
@@ -166,10 +220,10 @@ def mem_child(variant, G, k, B, C, S):
     layer = WSGroupConv2d(C, C, k, G)
     sharp_logits(layer)
     small = layer_case(layer, torch.randn(1, C, G, k + 2, k + 2), True)  # initialise kernels/libraries on a tiny input
-    small[0](); small[1]()
-    ours, floor, _ = layer_case(layer, torch.randn(B, C, G, S, S), True)
+    small["ours"](); small["floor"]()
+    fns = layer_case(layer, torch.randn(B, C, G, S, S), True)
     before = _rss_kb()
-    {"ours": ours, "floor": floor}[variant]()
+    fns[variant]()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"peak_extra_mib": (peak - before) / 1024}))
 
@@ -206,36 +260,57 @@ def plot_sweep(sweep, path):
 
 
 # ---------------------------------------------------------------- main
+def device_name():
+    if DEVICE.type == "cuda": return torch.cuda.get_device_name(DEVICE)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"): return line.split(":", 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
+
 def main():
+    global CLOCK, DEVICE, AUTHORS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short smoke run")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable on a shared 2-core machine)")
-    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
-                    help="cpu: process CPU time (default; other jobs on the shared cores do not count), wall: perf_counter")
-    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per comparison (default 9, 3 with --quick)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: stable on a shared 2-core machine)")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default=None,
+                    help="cpu: process CPU time (CPU default; other jobs on the shared cores do not count), wall: perf_counter "
+                         "(always on cuda, with a synchronisation around each block)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per comparison (default 11, 3 with --quick)")
+    ap.add_argument("--authors", default=None, metavar="PATH",
+                    help="a checkout of github.com/computri/learnable-weight-sharing: time the authors' layers too")
     ap.add_argument("--only", nargs="*", default=None,
-                    choices=["lifting", "group", "frozen", "g8k7", "wscnn", "memory", "sweep"], help="run only these cases")
-    ap.add_argument("--out", default=str(RESULTS / "layers.json"))
+                    choices=["lifting", "group", "lifting256", "group256", "frozen", "inference", "g8k7", "wscnn", "memory",
+                             "sweep"], help="run only these cases")
+    ap.add_argument("--out", default=None, help="JSON output (default bench/results/layers[_cuda].json)")
     ap.add_argument("--replot", action="store_true", help="only redraw the sweep PNG from the JSON at --out")
     ap.add_argument("--mem-child", nargs=6, help=argparse.SUPPRESS)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    global CLOCK
-    CLOCK = time.process_time if a.clock == "cpu" else time.perf_counter
+    DEVICE = torch.device(a.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available(): raise SystemExit("--device cuda: no CUDA device here")
+    clock = a.clock or ("cpu" if DEVICE.type == "cpu" else "wall")
+    CLOCK = time.process_time if clock == "cpu" else time.perf_counter
+    if a.authors: AUTHORS = load_authors(a.authors)
+    out = Path(a.out or RESULTS / ("layers.json" if DEVICE.type == "cpu" else f"layers_{DEVICE.type}.json"))
     if a.mem_child:
         v, *nums = a.mem_child
         return mem_child(v, *map(int, nums))
     if a.replot:
-        out = Path(a.out)
         return plot_sweep(json.loads(out.read_text())["sweep"]["rows"], out.with_name(out.stem + "_sweep.png"))
 
     rounds = a.rounds or (3 if a.quick else 11)
     B = 16 if a.quick else 64             # --quick: a quarter of the paper's batch, only to check that everything runs
     torch.manual_seed(0)
-    res = {"meta": {"torch": torch.__version__, "threads": a.threads, "clock": a.clock, "python": platform.python_version(),
-                    "machine": platform.machine(), "cpus": os.cpu_count(), "quick": a.quick,
-                    "method": "forward+backward, median over interleaved rounds of (ours / floor) per round"}}
+    res = {"meta": {"torch": torch.__version__, "device": str(DEVICE), "device_name": device_name(), "threads": a.threads,
+                    "clock": clock, "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+                    "quick": a.quick, "authors": bool(a.authors),
+                    "method": "forward+backward, median over interleaved rounds of (variant / floor) per round"}}
     rows = []
+    print(f"device: {res['meta']['device_name']} ({DEVICE}), torch {torch.__version__}, {a.threads} thread(s), {clock} clock",
+          flush=True)
 
     def report(name, r, target=None):
         r["target"] = target
@@ -246,50 +321,55 @@ def main():
                 ok = "" if target is None or k != "ours" else ("  ok" if v["ratio"] <= target else "  MISSED")
                 q = v["ratio_quartiles"]
                 est = f"  est {v['est_ratio']:.3f}x" if "est_ratio" in v else " " * 13
-                rows.append(f"{name:<34} {k:<10} {v['ratio']:6.3f}x [{q[0]:.2f}-{q[1]:.2f}]{est}  (floor {r['floor']['median_s'] * 1e3:7.1f} ms)"
+                rows.append(f"{name:<38} {k:<10} {v['ratio']:6.3f}x [{q[0]:.2f}-{q[1]:.2f}]{est}  "
+                            f"({v['median_s'] * 1e3:8.2f} ms; floor {r['floor']['median_s'] * 1e3:8.2f} ms)"
                             + (f"  target <= {target}" if target and k == "ours" else "") + ok)
         print("\n".join(rows[n0:]), flush=True)
 
     want = lambda case: a.only is None or case in a.only
+    # the issue's cases: at initialisation (logits uniform in [0, 1), the paper's init) and, for |G| 8 / k 7, sharp logits
+    for case, batch in (("lifting", B), ("lifting256", 256)):
+        if want(case) and not (a.quick and batch == 256):
+            torch.manual_seed(0); lift = WSLiftConv2d(1, 32, 5, 4)
+            report(f"lifting ({batch},1,28,28) G4 k5 init", compare(layer_case(lift, torch.randn(batch, 1, 28, 28), False), rounds),
+                   1.15 if batch == 64 else 1.2)
+    for case, batch in (("group", B), ("group256", 256)):
+        if want(case) and not (a.quick and batch == 256):
+            torch.manual_seed(0); gc = WSGroupConv2d(32, 32, 5, 4)
+            report(f"group ({batch},32,4,24,24) G4 k5 init", compare(layer_case(gc, torch.randn(batch, 32, 4, 24, 24), True), rounds),
+                   1.05 if batch == 64 else 1.2)
 
-    if want("lifting"):   # lifting layer at the paper's MNIST shapes
-        lift = WSLiftConv2d(1, 32, 5, 4); sharp_logits(lift)
-        o, f, ref = layer_case(lift, torch.randn(B, 1, 28, 28), False)
-        report(f"lifting ({B},1,28,28) G4 k5", compare({"ours": o, "floor": f, "reference": ref}, rounds), 1.15)
-
-    gc = WSGroupConv2d(32, 32, 5, 4); sharp_logits(gc)
-    if want("group"):     # group layer at the paper's MNIST shapes
-        o, f, ref = layer_case(gc, torch.randn(B, 32, 4, 24, 24), True)
-        report(f"group ({B},32,4,24,24) G4 k5", compare({"ours": o, "floor": f, "reference": ref}, rounds), 1.05)
-
+    torch.manual_seed(0); gc = WSGroupConv2d(32, 32, 5, 4).to(DEVICE); sharp_logits(gc)
     if want("frozen"):    # frozen group layer
         frozen = gc.freeze()
-        xg = torch.randn(B, 32, 4, 24, 24, requires_grad=True)
+        xg = torch.randn(B, 32, 4, 24, 24, device=DEVICE, requires_grad=True)
         with torch.no_grad(): Wf, bf = frozen.weight.detach().clone().requires_grad_(), frozen.bias.detach().clone().requires_grad_()
-        gy = torch.randn(B, 32, 4, 20, 20)
+        gy = torch.randn(B, 32, 4, 20, 20, device=DEVICE)
         def fr():
             frozen.weight.grad = frozen.bias.grad = xg.grad = None; frozen(xg).backward(gy)
         def ff():
             Wf.grad = bf.grad = xg.grad = None; F.conv2d(xg.flatten(1, 2), Wf, bf).unflatten(1, (32, 4)).backward(gy)
         report("frozen group layer", compare({"ours": fr, "floor": ff}, rounds), 1.02)
 
+    if want("inference"): # eval mode, no_grad: the cached kernel, no Sinkhorn, no expansion
+        report(f"inference: group ({B},32,4,24,24) eval", compare(inference_case(gc, torch.randn(B, 32, 4, 24, 24)), rounds), 1.02)
+
     if want("g8k7"):      # trained regime: |G| 8, kernel 7, batch 16, 20 Sinkhorn iterations on sharp logits
-        g8 = WSGroupConv2d(32, 32, 7, 8); sharp_logits(g8)
-        o, f, ref = layer_case(g8, torch.randn(16, 32, 8, 24, 24), True)
-        report("group (16,32,8,24,24) G8 k7 sharp", compare({"ours": o, "floor": f, "reference": ref}, rounds), 1.15)
+        torch.manual_seed(0); g8 = WSGroupConv2d(32, 32, 7, 8).to(DEVICE); sharp_logits(g8)
+        report("group (16,32,8,24,24) G8 k7 sharp", compare(layer_case(g8, torch.randn(16, 32, 8, 24, 24), True), rounds), 1.15)
 
     if want("wscnn"):     # whole WSCNN (lifting + 4 group layers, width 32) vs the same network on prebuilt kernels
         torch.manual_seed(1)
-        net = WSCNN()
+        net = WSCNN().to(DEVICE)
         for l in [net.lift, *net.convs]: sharp_logits(l)
-        o, f = network_case(net, torch.randn(B, 1, 28, 28), torch.randint(0, 10, (B,)))
-        report(f"WSCNN ({B},1,28,28)", compare({"ours": o, "floor": f}, rounds), 1.04)
+        o, f = network_case(net, torch.randn(B, 1, 28, 28, device=DEVICE), torch.randint(0, 10, (B,), device=DEVICE))
+        report(f"WSCNN ({B},1,28,28) sharp", compare({"ours": o, "floor": f}, rounds), 1.04)
 
-    if want("memory"):    # peak memory of the group layer
+    if want("memory") and DEVICE.type == "cpu":    # peak memory of the group layer (resident set size: CPU only)
         mem = peak_memory(4, 5, B, 32, 24, 1 if a.quick else 3)
         mem["target"] = 1.15
         res["group layer peak memory"] = mem
-        rows.append(f"{'group layer peak memory':<34} {'ours':<10} {mem['ratio']:6.3f}x  (floor {mem['floor']:8.1f} MiB)  target <= 1.15"
+        rows.append(f"{'group layer peak memory':<38} {'ours':<10} {mem['ratio']:6.3f}x  (floor {mem['floor']:8.1f} MiB)  target <= 1.15"
                     + ("  ok" if mem["ratio"] <= 1.15 else "  MISSED"))
         print(rows[-1], flush=True)
 
@@ -299,16 +379,16 @@ def main():
         for k in ks:
             for G in Gs:
                 torch.manual_seed(2)
-                lay = WSGroupConv2d(16, 16, k, G); sharp_logits(lay)
-                o, f, _ = layer_case(lay, torch.randn(8, 16, G, 20, 20), True)
-                r = compare({"ours": o, "floor": f}, 5 if not a.quick else 3, min_block_s=0.15)
+                lay = WSGroupConv2d(16, 16, k, G).to(DEVICE); sharp_logits(lay)
+                fns = layer_case(lay, torch.randn(8, 16, G, 20, 20), True)
+                r = compare({"ours": fns["ours"], "floor": fns["floor"]}, 5 if not a.quick else 3, min_block_s=0.15)
                 sweep.append(dict(G=G, k=k, d=G * k * k, ratio=r["ours"]["ratio"], est_ratio=r["ours"]["est_ratio"],
                                   ours_ms=r["ours"]["median_s"] * 1e3, floor_ms=r["floor"]["median_s"] * 1e3))
                 print(f"sweep G={G:<2} k={k}  d={G * k * k:<4} ratio {sweep[-1]['ratio']:.3f}  est {sweep[-1]['est_ratio']:.3f}"
                       f"  floor {sweep[-1]['floor_ms']:.1f} ms", flush=True)
         res["sweep"] = {"shape": "group layer, batch 8, width 16, 20x20 maps, sharp logits", "rows": sweep}
 
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     if sweep: plot_sweep(sweep, out.with_name(out.stem + "_sweep.png"))
     print("\n" + "\n".join(rows))

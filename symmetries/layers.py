@@ -4,7 +4,8 @@
 
 # %% ../nbs/03_layers.ipynb #cd9aca67
 from __future__ import annotations
-import math
+import math, warnings
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -12,22 +13,24 @@ import torch.nn.functional as F
 
 from .groups import (
     Group, rotation_group, group_space_action, matrices_to_perms, inverse_permutation, describe_group, permutation_group)
-from .sinkhorn import ws_sinkhorn, nearest_permutation
+from .sinkhorn import ws_sinkhorn, nearest_permutation, _check_tau
 
 # %% auto #0
-__all__ = ['WSLiftConv2d', 'WSGroupConv2d', 'WSLiftConv1d', 'WSGroupConv1d', 'WSLiftConv3d', 'WSGroupConv3d',
+__all__ = ['SINKHORN_WARN', 'WSLiftConv2d', 'WSGroupConv2d', 'WSLiftConv1d', 'WSGroupConv1d', 'WSLiftConv3d', 'WSGroupConv3d',
            'rotate_group_signal', 'set_representation_logits', 'group_pool', 'invariant_pool', 'GroupPool',
            'InvariantPool', 'entropy_regularizer', 'normalization_regularizer', 'FrozenWSConv1d', 'FrozenWSConv2d',
-           'FrozenWSConv3d']
+           'FrozenWSConv3d', 'shared_sinkhorn']
 
 # %% ../nbs/03_layers.ipynb #013e88e9
-def _ntuple(x, n, name):
+def _ntuple(x, n, name, least=0):
     t = tuple(x) if isinstance(x, (tuple, list)) else (x,) * n
-    if len(t) != n or not all(isinstance(v, int) and v >= 0 for v in t):
-        raise ValueError(f"{name} must be a non-negative int or a tuple of {n} ints, got {x!r}")
+    if len(t) != n or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in t):
+        kind = "a positive" if least else "a non-negative"
+        raise ValueError(f"{name} must be {kind} int or a tuple of {n} such ints, got {x!r}")
     return t
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+SINKHORN_WARN = 0.1     # warn when a row of R_g misses 1 by more than this after n_iter iterations
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
 
 class _WSConv(nn.Module):
@@ -44,11 +47,12 @@ class _WSConv(nn.Module):
                  stride=1,  # an int or a tuple
                  bias: bool = True,  # one bias per output channel, shared over G
                  representations=None,  # None: learned R_g; fixed: a (|G|, d, d) tensor, a `Group` on the k^n positions or "c4"
-                 n_iter: int = 20,  # Sinkhorn iterations
-                 tau: float = 1.0,  # Sinkhorn temperature
+                 n_iter: int = 20,  # Sinkhorn iterations (at most, see `sinkhorn_tol`)
+                 tau: float = 1.0,  # Sinkhorn temperature, > 0
                  init_mode: str = "rand",  # logits uniform in [0, 1) ("rand") or "kaiming_uniform"
                  fix_identity: bool = True,  # R_0 = I, only |G| - 1 matrices learned
                  padding_mode: str = "zeros",  # "zeros" or "circular" (periodic signals)
+                 sinkhorn_tol: float | None = 1e-5,  # stop Sinkhorn once rows are this close to 1 (CPU only; None: always n_iter)
                 ):
         super().__init__()
         nd = self.spatial_dims
@@ -62,15 +66,19 @@ class _WSConv(nn.Module):
         if isinstance(padding, str):
             if padding not in ("same", "valid"): raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
         else: padding = _ntuple(padding, nd, "padding")
+        if sinkhorn_tol is not None and not (isinstance(sinkhorn_tol, (int, float)) and sinkhorn_tol > 0):
+            raise ValueError(f"sinkhorn_tol must be a number > 0 or None, got {sinkhorn_tol!r}")
         self.in_channels, self.out_channels, self.kernel_size, self.group_size = in_channels, out_channels, kernel_size, group_size
-        self.stride, self.padding, self.padding_mode = _ntuple(stride, nd, "stride"), padding, padding_mode
+        self.stride, self.padding, self.padding_mode = _ntuple(stride, nd, "stride", least=1), padding, padding_mode
         if padding == "same" and any(s != 1 for s in self.stride): raise ValueError("padding='same' needs stride 1")
-        self.n_iter, self.tau, self.init_mode, self.fix_identity = n_iter, float(tau), init_mode, fix_identity
+        self.n_iter, self.tau, self.init_mode, self.fix_identity = n_iter, _check_tau(tau), init_mode, fix_identity
+        self.sinkhorn_tol = sinkhorn_tol
         self.group_in = 1 if self.lifting else group_size
         self.d = self.group_in * kernel_size ** nd
         self._config = dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
                             group_size=group_size, padding=padding, stride=stride, bias=bias, n_iter=n_iter, tau=tau,
-                            init_mode=init_mode, fix_identity=fix_identity, padding_mode=padding_mode)
+                            init_mode=init_mode, fix_identity=fix_identity, padding_mode=padding_mode,
+                            sinkhorn_tol=sinkhorn_tol)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.d))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))     # fan_in = C·d, as nn.Conv with C·|G_in|·k^n inputs
@@ -85,14 +93,22 @@ class _WSConv(nn.Module):
         else:
             self.rep_logits = None
             self.register_buffer("fixed_representations", fixed)
+        if fixed is not None and padding == "same" and kernel_size % 2 == 0 and padding_mode == "zeros":
+            raise ValueError(f"padding='same' with the even kernel_size={kernel_size} pads unevenly ({(kernel_size - 1) // 2} "
+                             f"before, {kernel_size // 2} after), so a layer with fixed representations would not be exactly "
+                             "equivariant: use an odd kernel_size or a symmetric int padding")
         self.register_buffer("_perm_index", None, persistent=False)
         self._refresh_index()
+        self._shared_R, self._kernel_cache, self._warned = None, None, False
+        self.sinkhorn_error = None      # largest |row sum - 1| of each learned R_g, from the last Sinkhorn call
 
     def _fixed_stack(self, reps):
         if reps is None: return None
         k, nd, G = self.kernel_size, self.spatial_dims, self.group_size
         if isinstance(reps, str):
-            if reps.lower() != "c4" or nd != 2: raise ValueError(f"representations string must be 'c4' (2D layers), got {reps!r}")
+            if reps.lower() != "c4": raise ValueError(f"representations string must be 'c4', got {reps!r}")
+            if nd != 2: raise ValueError(f"representations='c4' (rotations of a k×k kernel) needs a 2D layer; "
+                                         f"{type(self).__name__} is {nd}D: pass a tensor or a Group instead")
             reps = rotation_group(k)
         if isinstance(reps, Group):
             if reps.n != k ** nd: raise ValueError(f"representations group must act on the {k ** nd} kernel positions, acts on {reps.n}")
@@ -118,16 +134,32 @@ class _WSConv(nn.Module):
     @property
     def learned(self) -> bool: "True when the representations are learned (not a fixed buffer)."; return self.rep_logits is not None
 
+    def _sinkhorn(self) -> torch.Tensor:
+        "Sinkhorn(logits) of the learned matrices: taken from `shared_sinkhorn` when it ran, else computed here."
+        if self._shared_R is not None: return self._shared_R
+        R, err = ws_sinkhorn(self.rep_logits, self.n_iter, self.tau, tol=self.sinkhorn_tol, return_error=True)
+        self._note_error(err)
+        return R
+
+    def _note_error(self, err: torch.Tensor):
+        "Keep the rows' distance from 1; warn once (on the CPU, where reading it is free) when Sinkhorn did not converge."
+        self.sinkhorn_error = err
+        if not self._warned and err.device.type == "cpu" and err.numel() and float(err.max()) > SINKHORN_WARN:
+            self._warned = True
+            warnings.warn(f"{type(self).__name__}: after n_iter={self.n_iter} Sinkhorn iterations (tau={self.tau}) rows of R_g "
+                          f"still miss 1 by up to {float(err.max()):.3g}, so R_g is not doubly stochastic. Raise n_iter (see "
+                          "02_sinkhorn: sharper logits need more iterations) or keep the logits' scale down "
+                          "(normalization_loss); `layer.sinkhorn_error` holds the latest values.", stacklevel=3)
+
     def representations(self) -> torch.Tensor:
         "The |G| matrices (G, d, d): identity + Sinkhorn(logits) when learned, else the fixed buffer."
         if not self.learned: return self.fixed_representations
-        R = ws_sinkhorn(self.rep_logits, self.n_iter, self.tau)
+        R = self._sinkhorn()
         if not self.fix_identity: return R
         eye = torch.eye(self.d, dtype=R.dtype, device=R.device).unsqueeze(0)
         return torch.cat([eye, R], 0)
 
-    def kernel(self) -> torch.Tensor:
-        "The expanded kernel (|G|·O, |G_in|·C, k, ..., k) of the single convolution: W_g = R_g θ."
+    def _expand(self) -> torch.Tensor:
         O, C, d, G, k = self.out_channels, self.in_channels, self.d, self.group_size, self.kernel_size
         theta = self.weight.reshape(O * C, d)
         if self._perm_index is not None:                          # fixed permutations: a gather, no matmul
@@ -135,11 +167,32 @@ class _WSConv(nn.Module):
         elif not self.learned:
             W = theta @ self.fixed_representations.reshape(G * d, d).T
         else:
-            R = ws_sinkhorn(self.rep_logits, self.n_iter, self.tau)
+            R = self._sinkhorn()
             W = theta @ R.reshape(-1, d).T                        # W[oc, (g, i)] = Σ_j R_g[i, j] θ[oc, j]
-            if self.fix_identity: W = torch.cat([theta, W], 1)    # anchored g = 0: W_0 = θ, no matmul
+            if self.fix_identity: W = torch.cat([theta.to(W.dtype), W], 1)   # anchored g = 0: W_0 = θ, no matmul
         W = W.view(O, C, G, d).transpose(1, 2)
         return W.reshape(O * G, C * self.group_in, *(k,) * self.spatial_dims)
+
+    def _cacheable(self) -> bool:
+        "Inference: eval mode and no gradient wanted for the parameters, so the expanded kernel can be reused."
+        return not self.training and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+
+    def _cache_key(self):
+        dev = self.weight.device.type
+        amp = (torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev)) if dev in ("cpu", "cuda") else None
+        return tuple((t.data_ptr(), t._version, t.dtype) for t in (self.weight, self.bias, self.rep_logits,
+                                                                  self.fixed_representations) if t is not None) + (amp,)
+
+    def _cache_valid(self) -> bool:
+        return self._cacheable() and self._kernel_cache is not None and self._kernel_cache[0] == self._cache_key()
+
+    def kernel(self) -> torch.Tensor:
+        "The expanded kernel (|G|·O, |G_in|·C, k, ..., k) of the single convolution: W_g = R_g θ (cached in inference)."
+        if not self._cacheable():
+            self._kernel_cache = None
+            return self._expand()
+        if not self._cache_valid(): self._kernel_cache = (self._cache_key(), self._expand())
+        return self._kernel_cache[1]
 
     def kernel_bias(self) -> torch.Tensor | None:
         "Per-output-channel bias repeated over G: (|G|·O,), fused into the convolution."
@@ -154,17 +207,34 @@ class _WSConv(nn.Module):
             raise ValueError(f"{type(self).__name__} expects input of shape {want} (in_channels={C}"
                              f"{'' if self.lifting else f', group_size={G}'}), got {tuple(x.shape)}")
 
+    def _pads(self):
+        "Padding before and after, per spatial dim."
+        k, nd = self.kernel_size, self.spatial_dims
+        if self.padding == "valid": return [0] * nd, [0] * nd
+        if self.padding == "same": lo = [(k - 1) // 2] * nd; return lo, [k - 1 - l for l in lo]
+        return list(self.padding), list(self.padding)
+
     def _pad(self, x):
         "Explicit circular padding (the convolution then runs unpadded)."
-        k, nd = self.kernel_size, self.spatial_dims
-        if self.padding == "valid": return x, 0
-        if self.padding == "same": lo = [(k - 1) // 2] * nd; hi = [k - 1 - l for l in lo]
-        else: lo = hi = list(self.padding)
+        lo, hi = self._pads()
         pads = [p for l, h in zip(lo[::-1], hi[::-1]) for p in (l, h)]
         return F.pad(x, pads, mode="circular"), 0
 
+    def _check_exact(self, x):
+        "A fixed-representation layer with stride must sample a grid that the group maps onto itself."
+        if any(s > 1 for s in self.stride):
+            lo, hi = self._pads()
+            sizes = x.shape[-self.spatial_dims:]
+            bad = [n for n, l, h, s in zip(sizes, lo, hi, self.stride) if (n + l + h - self.kernel_size) % s]
+            if bad: raise ValueError(
+                f"{type(self).__name__} with fixed representations, stride={self.stride} and input size {tuple(sizes)}: "
+                f"the strided sampling grid is not symmetric (size + padding - kernel_size = "
+                f"{[n + l + h - self.kernel_size for n, l, h in zip(sizes, lo, hi)]} is not a multiple of the stride), "
+                "so the output would not be exactly equivariant; crop or pad the input so that it is")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
+        if not self.learned: self._check_exact(x)
         if not self.lifting: x = x.flatten(1, 2)                  # (B, C·G_in, ...): channel c·G_in + a
         padding = self.padding
         if self.padding_mode == "circular": x, padding = self._pad(x)
@@ -179,7 +249,7 @@ class _WSConv(nn.Module):
     def entropy_loss(self) -> torch.Tensor:
         "Entropy penalty (`entropy_regularizer`) of this layer's learned representations (0 for fixed ones)."
         if not self.learned: return self.weight.new_zeros(())
-        return entropy_regularizer(ws_sinkhorn(self.rep_logits, self.n_iter, self.tau))
+        return entropy_regularizer(self._sinkhorn())
 
     def normalization_loss(self, variant: str = "paper") -> torch.Tensor:
         "Normalisation penalty (`normalization_regularizer`) of this layer's raw logits (0 for fixed representations)."
@@ -315,3 +385,31 @@ class FrozenWSConv1d(_FrozenMixin, nn.Conv1d): "A frozen 1D weight-sharing layer
 class FrozenWSConv2d(_FrozenMixin, nn.Conv2d): "A frozen weight-sharing layer: a plain `nn.Conv2d` with the expanded kernel."
 class FrozenWSConv3d(_FrozenMixin, nn.Conv3d): "A frozen 3D weight-sharing layer: a plain `nn.Conv3d`."
 _FROZEN = {1: FrozenWSConv1d, 2: FrozenWSConv2d, 3: FrozenWSConv3d}
+
+# %% ../nbs/03_layers.ipynb #ad2f96bd
+def _embed_logits(logits: torch.Tensor, D: int) -> torch.Tensor:
+    "(G, d, d) logits inside (G, D, D): -inf off the block and an identity block after it, whose Sinkhorn is itself."
+    d = logits.shape[-1]
+    if d == D: return logits
+    pad = F.pad(logits, (0, D - d, 0, D - d), value=float("-inf"))
+    eye = torch.zeros(D, dtype=torch.bool, device=logits.device); eye[d:] = True
+    return pad.masked_fill(torch.diag(eye), 0.0)
+
+@contextmanager
+def shared_sinkhorn(module: nn.Module):
+    "Within the block, the learned layers of `module` take R_g from one `ws_sinkhorn` call per (n_iter, tau, tol, dtype, device)."
+    layers = [m for m in module.modules() if isinstance(m, _WSConv) and m.learned and m._shared_R is None and not m._cache_valid()]
+    groups = {}
+    for m in layers: groups.setdefault((m.n_iter, m.tau, m.sinkhorn_tol, m.rep_logits.dtype, m.rep_logits.device), []).append(m)
+    try:
+        for (n_iter, tau, tol, *_), ms in groups.items():
+            D = max(m.d for m in ms)                            # smaller matrices ride along as diagonal blocks
+            logits = torch.cat([_embed_logits(m.rep_logits, D) for m in ms]) if len(ms) > 1 else ms[0].rep_logits
+            R, err = ws_sinkhorn(logits, n_iter, tau, tol=tol, return_error=True)
+            sizes = [m.rep_logits.shape[0] for m in ms]
+            for m, r, e in zip(ms, R.split(sizes), err.split(sizes)):
+                m._shared_R = r if m.d == D else r[:, :m.d, :m.d]
+                m._note_error(e)
+        yield module
+    finally:
+        for m in layers: m._shared_R = None

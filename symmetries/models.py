@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import WSLiftConv2d, WSGroupConv2d, invariant_pool, _WSConv
+from .layers import WSLiftConv2d, WSGroupConv2d, invariant_pool, shared_sinkhorn, _WSConv
 
 # %% auto #0
 __all__ = ['WSModelMixin', 'ws_regularizer', 'CNN', 'WSCNN', 'GCNN', 'ResNet', 'WSResNet', 'GResNet']
@@ -42,6 +42,12 @@ class WSModelMixin:
             if norm_weight: total = total + norm_weight * m.normalization_loss(norm_variant)
             if entropy_weight: total = total + entropy_weight * m.entropy_loss()
         return total
+
+    def sinkhorn_error(self) -> float:
+        "Largest |row sum - 1| over the learned R_g after their last Sinkhorn call (0.0 when none was made)."
+        errs = [m.sinkhorn_error.max() for m in self.ws_layers() if m.learned and m.sinkhorn_error is not None
+                and m.sinkhorn_error.numel()]
+        return float(torch.stack([e.float().cpu() for e in errs]).max()) if errs else 0.0
 
 def ws_regularizer(norm_weight: float = 0.1, entropy_weight: float = 0.0, norm_variant: str = "paper"):
     "A `regularizer(model)` callable for `symmetries.train.fit` (0 for models without learned representations)."
@@ -92,7 +98,9 @@ class WSCNN(WSModelMixin, nn.Module):
             x = F.relu(F.layer_norm(x, x.shape[1:]))
         return x
 
-    def forward(self, x): return self.head(invariant_pool(self.features(x), self.pool))
+    def forward(self, x):
+        with shared_sinkhorn(self):                          # one Sinkhorn call per matrix size, not one per layer
+            return self.head(invariant_pool(self.features(x), self.pool))
 
 class GCNN(WSCNN):
     "C4-GCNN for MNIST: `WSCNN` with the fixed ground-truth C4 representations (exactly rotation invariant)."
@@ -110,8 +118,13 @@ class _ResBlock(nn.Module):
         self.conv1, self.conv2 = make_conv(cin, cout), make_conv(cout, cout)
         self.shortcut = nn.Linear(cin, cout) if cin != cout else None
         self.norm_out = batch_norm(cout)
+        self.exact = isinstance(self.conv1, _WSConv) and not self.conv1.learned
 
     def forward(self, x):
+        if self.exact and any(n % 2 for n in x.shape[-2:]):
+            raise ValueError(f"a residual block with fixed representations got a {tuple(x.shape[-2:])} map: 2×2 max pooling "
+                             "drops the last row/column of an odd-sized map, which breaks exact rotation invariance; "
+                             "use inputs whose side is a multiple of 4 (e.g. pad 33×33 to 36×36)")
         out = F.relu(_instance_norm(self.conv1(x)))
         out = F.relu(_instance_norm(self.conv2(out)))
         sc = x if self.shortcut is None else self.shortcut(x.movedim(1, -1)).movedim(-1, 1)
@@ -132,9 +145,10 @@ class _ResNetBase(WSModelMixin, nn.Module):
                                   nn.Dropout(0.3), nn.Linear(256, num_classes))
 
     def forward(self, x):
-        x = F.relu(self.norm1(self.first(x)))
-        x = self.block2(self.block1(x))
-        return self.head(x.flatten(2).mean(-1))
+        with shared_sinkhorn(self):
+            x = F.relu(self.norm1(self.first(x)))
+            x = self.block2(self.block1(x))
+            return self.head(x.flatten(2).mean(-1))
 
 class ResNet(_ResNetBase):
     "The paper's CIFAR-10 ResNet (CNN-32/64/128 by `hidden_channels`)."

@@ -79,58 +79,88 @@ def nearest_permutation(R: torch.Tensor, as_matrix: bool = False) -> torch.Tenso
     return perms_to_matrices(perms, R.dtype) if as_matrix else perms
 
 def distance_to_permutation(R: torch.Tensor) -> torch.Tensor:
-    "||R - P*||_F / sqrt(n) with P* the nearest permutation; 0 for a permutation, shape (...)."
+    "`||R - P||_F / sqrt(n)` with `P` the nearest permutation; 0 for a permutation, shape (...)."
     P = nearest_permutation(R, as_matrix=True)
     return (R.detach() - P).flatten(-2).norm(dim=-1) / math.sqrt(R.shape[-1])
 
 # %% ../nbs/02_sinkhorn.ipynb #74ed9044
+def _check_points(check_every: int, n_iter: int) -> set:
+    "Iterations after which the early stop is checked: check_every, 2·check_every, 4·check_every, ... (few checks on long runs)."
+    pts, t = set(), check_every
+    while check_every and t < n_iter: pts.add(t); t *= 2
+    return pts
+
 class _SinkhornScaling(torch.autograd.Function):
-    "Sinkhorn in scaling form (n_iter row-then-column rounds) with a vector-only hand-written backward."
+    "Sinkhorn in scaling form (at most n_iter row-then-column rounds) with a vector-only hand-written backward."
     @staticmethod
-    def forward(ctx, logits, n_iter, tau):
+    def forward(ctx, logits, n_iter, tau, tol, check_every):
         X = logits / tau
         K = X.sub_(X.amax(-1, keepdim=True)).exp_()            # row shifts cancel in Sinkhorn exactly
-        B, d, _ = K.shape
         Kt = K.transpose(1, 2)
-        us = K.new_empty(n_iter, B, 1, d); vs = K.new_empty(n_iter + 1, B, 1, d)
-        vs[0] = 1.0
-        u_, v_ = us.unbind(0), vs.unbind(0)
-        for t in range(n_iter):                                 # row vectors: (1, d) @ (d, d) is the fast BLAS path
-            torch.bmm(v_[t], Kt, out=u_[t]).reciprocal_()       # u = 1 / (K v)
-            torch.bmm(u_[t], K, out=v_[t + 1]).reciprocal_()    # v = 1 / (K^T u)
-        P = K * us[-1].transpose(1, 2) * vs[-1]
-        ctx.save_for_backward(K, P, us, vs); ctx.tau = tau
+        checks = _check_points(check_every, n_iter) if tol else set()
+        v = K.new_ones(K.shape[0], 1, K.shape[1])               # row vectors: (1, d) @ (d, d) is the fast BLAS path
+        us, vs = [], [v]
+        u = torch.bmm(v, Kt).reciprocal_()                      # u_1 = 1 / (K v_0)
+        for t in range(1, n_iter + 1):
+            us.append(u)
+            v = torch.bmm(u, K).reciprocal_(); vs.append(v)     # v_t = 1 / (K^T u_t): columns exact
+            if t == n_iter: break
+            u_next = torch.bmm(v, Kt).reciprocal_()             # u_{t+1} = 1 / (K v_t)
+            # rows of iterate t miss 1 by |u_t / u_{t+1} - 1|: stop once that is below tol everywhere
+            if t in checks and float(torch.div(u, u_next).sub_(1).abs_().amax()) < tol: break
+            u = u_next
+        P = K * u.transpose(1, 2) * v
+        ctx.save_for_backward(K, P, *us, *vs); ctx.tau = tau
         return P
 
     @staticmethod
     def backward(ctx, gP):
-        K, P, us, vs = ctx.saved_tensors
-        T = us.shape[0]
+        K, P, *uv = ctx.saved_tensors
+        T = len(uv) // 2
+        us, vs = uv[:T], uv[T:]                                 # u_1..u_T and v_0..v_T, row vectors (B, 1, d)
         GP = gP * P                                             # dL/dlog K at fixed scalings
-        ut = GP.sum(-1).unsqueeze(1); vt = GP.sum(-2, keepdim=True)   # dL/dlog u_T, dL/dlog v_T
         Kt = K.transpose(1, 2)
-        sb, rb = torch.empty_like(us), torch.empty_like(us)
-        Ks, Kr = torch.empty_like(ut), torch.empty_like(vt)
-        u_, v_, s_, r_ = us.unbind(0), vs.unbind(0), sb.unbind(0), rb.unbind(0)
-        for t in range(T - 1, -1, -1):
-            s = torch.mul(vt, v_[t + 1], out=s_[t]).neg_()     # dL/d(K^T u_t)
-            torch.bmm(s, Kt, out=Ks).mul_(u_[t])                # dL/dlog u_t
-            if t == T - 1: Ks.add_(ut)
-            r = torch.mul(Ks, u_[t], out=r_[t]).neg_()          # dL/d(K v_{t-1})
-            vt = torch.bmm(r, K, out=Kr).mul_(v_[t])            # dL/dlog v_{t-1}
-        # sum_t u_t s_t^T + r_t v_{t-1}^T, as two batched GEMMs over the iteration axis
-        M = torch.matmul(us.squeeze(2).permute(1, 2, 0), sb.squeeze(2).permute(1, 0, 2))
-        M.baddbmm_(rb.squeeze(2).permute(1, 2, 0), vs[:-1].squeeze(2).permute(1, 0, 2))
-        return M.mul_(K).add_(GP).div_(ctx.tau), None, None
+        U, V = torch.stack(us), torch.stack(vs[:-1])
+        nu2, nv2 = (U * U).neg_().unbind(0), (V * V).neg_().unbind(0)   # -u_t^2, -v_{t-1}^2
+        x = GP.sum(-2, keepdim=True).mul_(vs[-1])               # x_t = v_t * dL/dlog v_t, starting at t = T
+        qT = GP.sum(-1).unsqueeze(1).mul_(us[-1])               # the direct part of q_T = u_T * dL/dlog u_T
+        xs, qs = [None] * T, [None] * T
+        for i in range(T - 1, -1, -1):                          # index i is iteration t = i + 1
+            xs[i] = x
+            q = torch.bmm(x, Kt).mul_(nu2[i])
+            if i == T - 1: q.add_(qT)
+            qs[i] = q
+            if i: x = torch.bmm(q, K).mul_(nv2[i])
+        # sum_t u_t x_t^T + q_t v_{t-1}^T as two batched GEMMs over the iteration axis
+        M = torch.matmul(U.squeeze(2).permute(1, 2, 0), torch.cat(xs, 1))
+        M.baddbmm_(torch.cat(qs, 1).transpose(1, 2), V.squeeze(2).permute(1, 0, 2))
+        return M.mul_(K).neg_().add_(GP).div_(ctx.tau), None, None, None, None
 
-def ws_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, max_range: float = 60.0) -> torch.Tensor:
-    "`sinkhorn(logits, n_iter, tau)` for (G, d, d) logits, computed in scaling form with a memory-light backward."
-    if logits.ndim != 3 or logits.shape[-1] != logits.shape[-2]:
-        raise ValueError(f"logits must have shape (G, d, d), got {tuple(logits.shape)}")
-    if logits.shape[0] == 0: return logits.clone()
-    with torch.no_grad():
-        X = logits / tau
-        X = X - X.amax(-1, keepdim=True)
-        safe = bool(X.amax(-2).amin() > -max_range)            # every column keeps an entry within e^-max_range
-    if not safe: return sinkhorn(logits, n_iter=n_iter, tau=tau)
-    return _SinkhornScaling.apply(logits, n_iter, tau)
+def _check_tau(tau, name="tau"):
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {tau!r}")
+    return float(tau)
+
+def ws_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, tol: float | None = None,
+                check_every: int | None = None, return_error: bool = False, max_range: float | None = None):
+    "`sinkhorn` for (G, d, d) logits in scaling form: float32 inside, optional early stop at `tol`, optional row errors."
+    _check_logits(logits)
+    if logits.ndim != 3: raise ValueError(f"logits must have shape (G, d, d), got {tuple(logits.shape)}")
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1: raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}")
+    tau = _check_tau(tau)
+    if tol is not None and not tol > 0: raise ValueError(f"tol must be > 0 or None, got {tol!r}")
+    if check_every is None: check_every = 3 if logits.device.type == "cpu" else 0
+    if logits.shape[0] == 0: return (logits.clone(), logits.new_zeros(0)) if return_error else logits.clone()
+    work = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    if max_range is None: max_range = 600.0 if work == torch.float64 else 60.0
+    with torch.autocast(logits.device.type, enabled=False):
+        L = logits.to(work)
+        with torch.no_grad():
+            X = L / tau
+            safe = bool((X - X.amax(-1, keepdim=True)).amax(-2).amin() > -max_range)   # every column within e^-max_range
+        if safe: P = _SinkhornScaling.apply(L, n_iter, tau, tol or 0.0, check_every if tol else 0)
+        else: P = sinkhorn(L, n_iter=n_iter, tau=tau)
+        if return_error:
+            with torch.no_grad(): err = (P.sum(-1) - 1).abs().amax(-1)
+    P = P.to(logits.dtype)
+    return (P, err) if return_error else P
