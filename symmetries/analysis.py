@@ -63,14 +63,14 @@ def convex_fit(R: torch.Tensor, group: Group | torch.Tensor, sum_weight: float =
 
 # %% ../nbs/09_analysis.ipynb #338f06ac
 def nearest_element(R: torch.Tensor, group: Group | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "Index of the nearest group element to each matrix of `R` (m, n, n) and the relative distance ||R - P*||_F / ||P*||_F."
+    "Index of the nearest group element P⋆ to each matrix of `R` `(m, n, n)` and the relative distance ‖R − P⋆‖_F / ‖P⋆‖_F."
     P = group_matrices(group); R = _check_reps(R, P.shape[-1])
     d = (R[:, None] - P[None]).flatten(2).norm(dim=2) / P[0].norm()
     dist, idx = d.min(1)
     return idx, dist.float()
 
 def rep_error(R: torch.Tensor, group: Group | torch.Tensor) -> float:
-    "Mean over the matrices of `R` of ||R - P*||_F / ||P*||_F, P* the nearest element of `group` (0 = recovered exactly)."
+    "Mean over the matrices of `R` of ‖R − P⋆‖_F / ‖P⋆‖_F, P⋆ the nearest element of `group` (0 = recovered exactly)."
     return nearest_element(R, group)[1].mean().item()
 
 def recovers_group(R: torch.Tensor, group: Group | torch.Tensor, max_error: float = 0.1) -> bool:
@@ -96,15 +96,18 @@ def plot_rep_stack(R: torch.Tensor, title: str | None = None, labels=None, axes=
     if title: axes[0].figure.suptitle(title, fontsize=10)
     return axes
 
-def plot_reps_vs_group(R: torch.Tensor, group: Group | torch.Tensor, title: str | None = None, size: float = 1.4):
-    "Learned stack `R` (top row) above the group element each one is closest to (bottom row)."
+def plot_reps_vs_group(R: torch.Tensor, group: Group | torch.Tensor, title: str | None = None, size: float = 1.4,
+                       colorbar: bool = True):
+    "Learned stack `R` (top row) above the group element each one is closest to (bottom row, `w=` its convex-fit weight)."
     P = group_matrices(group); fit = convex_fit(R, P)
     R = _check_reps(R)
-    fig, axes = plt.subplots(2, len(R), figsize=(size * len(R), size * 2.7), squeeze=False)
+    fig, axes = plt.subplots(2, len(R), figsize=(size * len(R) + 0.9 * colorbar, size * 2.7), squeeze=False, layout="constrained")
     plot_rep_stack(R, labels=[f"learned R{i}" for i in range(len(R))], axes=axes[0])
     plot_rep_stack(P[fit.dominant], labels=[f"g{int(k)} (w={float(w):.2f})" for k, w in zip(fit.dominant, fit.dominant_weight)], axes=axes[1])
-    fig.suptitle(title or "learned representations (top) and their dominant group elements (bottom)", fontsize=10)
-    plt.tight_layout(); return fig
+    if colorbar: fig.colorbar(axes[0, 0].images[0], ax=axes, shrink=0.8, label="matrix entry")
+    fig.suptitle(title or "learned representations (top) and their dominant group elements (bottom; w = weight in the convex fit)",
+                 fontsize=10)
+    return fig
 
 def plot_layer_reps(reps: dict, title: str | None = None, size: float = 1.2, max_elements: int = 8):
     "One row per layer of the dict {layer name: stack (m, n, n)}."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_groups.ipynb #f00c8bc2
 from __future__ import annotations
-import itertools
+import itertools, numbers
 
 import torch
 
@@ -14,11 +14,26 @@ __all__ = ['perms_to_matrices', 'matrices_to_perms', 'inverse_permutation', 'Gro
            'group_space_action', 'permutation_group', 'describe_group']
 
 # %% ../nbs/00_groups.ipynb #fb7bb66c
-def perms_to_matrices(perms: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    "Permutation matrices `M[..., perms[..., j], j] = 1` for integer `perms` of shape (..., n)."
+def _as_int(v, name: str, minimum: int = 1) -> int:
+    "`v` as a Python int (any integer type: Python, numpy, a 0-d integer tensor), refusing bools, floats and values below `minimum`."
+    if isinstance(v, torch.Tensor) and v.ndim == 0 and not v.dtype.is_floating_point and v.dtype != torch.bool: v = v.item()
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+        raise ValueError(f"{name} must be a positive int, got {v!r}" if minimum == 1 else f"{name} must be an int >= {minimum}, got {v!r}")
+    return int(v)
+
+def _check_perms(perms, name: str = "perms") -> torch.Tensor:
+    "`perms` as an integer tensor (..., n) whose rows are permutations of range(n); a `ValueError` naming `name` otherwise."
     perms = torch.as_tensor(perms)
-    if perms.ndim < 1 or perms.dtype.is_floating_point or perms.dtype == torch.bool:
-        raise ValueError(f"perms must be an integer tensor of shape (..., n), got {perms.dtype} {tuple(perms.shape)}")
+    if perms.ndim < 1 or perms.dtype.is_floating_point or perms.dtype.is_complex or perms.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor of shape (..., n), got {perms.dtype} {tuple(perms.shape)}")
+    n = perms.shape[-1]
+    if not (perms.sort(-1).values == torch.arange(n, device=perms.device)).all():
+        raise ValueError(f"{name}: every row must be a permutation of range({n}) (each point exactly once)")
+    return perms
+
+def perms_to_matrices(perms: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    "Permutation matrices `M[..., perms[..., j], j] = 1` for integer `perms` of shape (..., n) whose rows are permutations."
+    perms = _check_perms(perms)
     n = perms.shape[-1]
     out = torch.zeros(*perms.shape, n, dtype=dtype, device=perms.device)
     return out.scatter_(-2, perms.long().unsqueeze(-2), 1.0)
@@ -36,9 +51,7 @@ def matrices_to_perms(matrices: torch.Tensor, name: str = "matrices") -> torch.T
 # %% ../nbs/00_groups.ipynb #a997b76e
 def inverse_permutation(perms: torch.Tensor) -> torch.Tensor:
     "The inverse of each permutation of `perms` (..., n): `inv[..., perms[..., j]] = j`."
-    perms = torch.as_tensor(perms)
-    if perms.ndim < 1 or perms.dtype.is_floating_point or perms.dtype == torch.bool:
-        raise ValueError(f"perms must be an integer tensor of shape (..., n), got {perms.dtype} {tuple(perms.shape)}")
+    perms = _check_perms(perms)
     ar = torch.arange(perms.shape[-1], dtype=perms.dtype, device=perms.device).expand_as(perms)
     return torch.empty_like(perms).scatter_(-1, perms, ar)
 
@@ -68,7 +81,10 @@ class Group:
         if not (perms[0] == torch.arange(perms.shape[1])).all():
             raise ValueError("perms: element 0 must be the identity")
         if table is None: table = _table_from_perms(perms, "perms")
-        table = torch.as_tensor(table).long().cpu()
+        table = torch.as_tensor(table)
+        if table.dtype.is_floating_point or table.dtype.is_complex or table.dtype == torch.bool:   # .long() would truncate 1.7 to 1
+            raise ValueError(f"table must be an integer tensor of element indices, got {table.dtype}")
+        table = table.long().cpu()
         G = perms.shape[0]
         if table.shape != (G, G): raise ValueError(f"table must have shape ({G}, {G}), got {tuple(table.shape)}")
         if not _is_perm_rows(table) or not _is_perm_rows(table.T) or not (table[0] == torch.arange(G)).all() \
@@ -111,7 +127,7 @@ class Group:
 # %% ../nbs/00_groups.ipynb #cfbd4269
 def cyclic_group(n: int) -> Group:
     "Cyclic shifts Z_n on n points: element i sends j to (j + i) mod n, i.e. `torch.roll(x, i)`."
-    if not isinstance(n, int) or n < 1: raise ValueError(f"n must be a positive int, got {n!r}")
+    n = _as_int(n, "n")
     ar = torch.arange(n)
     return Group((ar[:, None] + ar[None]) % n, name=f"C{n}", table=(ar[:, None] + ar[None]) % n)
 
@@ -120,14 +136,13 @@ def _grid_perm(k: int, fn) -> torch.Tensor:
     "perms of the grid transform `fn` (applied to the k×k index grid it gives the gather index `src`)."
     return inverse_permutation(fn(torch.arange(k * k).reshape(k, k)).flatten())
 
-def _check_size(k, name="k"):
-    if not isinstance(k, int) or k < 1: raise ValueError(f"{name} must be a positive int, got {k!r}")
+def _check_size(k, name="k") -> int: return _as_int(k, name)
 
 _C4_TABLE = (torch.arange(4)[:, None] + torch.arange(4)[None]) % 4
 
 def rotation_group(k: int) -> Group:
-    "C4 on the k*k pixels of a k×k grid (row-major): element i acts like `torch.rot90(img, i, dims=(-2, -1))`."
-    _check_size(k)
+    "C4 on the k² pixels of a k×k grid (row-major): element i acts like `torch.rot90(img, i, dims=(-2, -1))`."
+    k = _check_size(k)
     perms = torch.stack([_grid_perm(k, lambda a: torch.rot90(a, i, dims=(-2, -1))) for i in range(4)])
     return Group(perms, name=f"C4[{k}x{k}]", table=_C4_TABLE)
 
@@ -152,12 +167,12 @@ _D4_TABLE = _table_from_perms(torch.stack([_d4_gather(2, i) for i in range(8)]),
 
 def dihedral_group(k: int) -> Group:
     "D4 on a k×k grid: elements 0..3 are `rot90(img, i)`, elements 4..7 are `rot90(flip(img, -1), i)`."
-    _check_size(k)
+    k = _check_size(k)
     return Group(torch.stack([_d4_gather(k, i) for i in range(8)]), name=f"D4[{k}x{k}]", table=_D4_TABLE)
 
 # %% ../nbs/00_groups.ipynb #fd49c5e9
 def direct_product(g1: Group, g2: Group) -> Group:
-    "G1 × G2 on n1*n2 points (point a*n2 + b); element (i1, i2) has index i1*|G2| + i2."
+    "G1 × G2 on n1·n2 points (point `a*n2 + b`); element (i1, i2) has index `i1*len(g2) + i2`."
     if not isinstance(g1, Group) or not isinstance(g2, Group): raise TypeError("g1 and g2 must be Group objects")
     perms = (g1.perms[:, None, :, None] * g2.n + g2.perms[None, :, None, :]).reshape(g1.order * g2.order, g1.n * g2.n)
     table = (g1.table[:, None, :, None] * g2.order + g2.table[None, :, None, :]).reshape(g1.order * g2.order, -1)
@@ -175,7 +190,7 @@ def _cube_rotations() -> torch.Tensor:
 
 def cube_rotation_group(k: int = 3) -> Group:
     "The 24 rotations of a k×k×k cube acting on its k³ voxels (row-major (x, y, z))."
-    _check_size(k)
+    k = _check_size(k)
     R = _cube_rotations()
     grid = torch.stack(torch.meshgrid(*[torch.arange(k)] * 3, indexing="ij"), -1).reshape(-1, 3)
     c = 2 * grid - (k - 1)                                        # centred coordinates, exact in integers
@@ -192,7 +207,7 @@ def regular_representation(g: Group) -> Group:
 
 # %% ../nbs/00_groups.ipynb #e8b78c74
 def group_space_action(g: Group) -> Group:
-    "G on |G|·n points (a*n + x): element h sends (a, x) to (h∘a, h(x)); the action on group-conv kernels."
+    "G on |G|·n points (point `a*n + x`): element h sends (a, x) to (h∘a, h(x)); the action on group-conv kernels."
     perms = (g.table[:, :, None] * g.n + g.perms[:, None, :]).reshape(g.order, g.order * g.n)
     return Group(perms, name=f"{g.name}⋉space", table=g.table)
 

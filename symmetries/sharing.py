@@ -4,13 +4,13 @@
 
 # %% ../nbs/01_sharing.ipynb #0b73423a
 from __future__ import annotations
-import math
+import math, numbers
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .groups import Group, matrices_to_perms
+from .groups import Group, matrices_to_perms, _as_int
 
 # %% auto #0
 __all__ = ['conv1d_sharing_matrix', 'plot_sharing', 'orbits', 'sharing_labels', 'group_sharing_matrix', 'SharingLinear',
@@ -20,9 +20,10 @@ __all__ = ['conv1d_sharing_matrix', 'plot_sharing', 'orbits', 'sharing_labels', 
 # %% ../nbs/01_sharing.ipynb #957d0edc
 def conv1d_sharing_matrix(in_features: int, kernel_size: int, circular: bool = False) -> torch.Tensor:
     "U `(out·in, kernel_size)` of a 1D cross-correlation: valid (out = in - kernel_size + 1) or circular (out = in)."
-    if not isinstance(in_features, int) or in_features < 1: raise ValueError(f"in_features must be a positive int, got {in_features!r}")
-    if not isinstance(kernel_size, int) or not 1 <= kernel_size <= in_features:
+    in_features = _as_int(in_features, "in_features")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral) or not 1 <= kernel_size <= in_features:
         raise ValueError(f"kernel_size must be an int in [1, in_features={in_features}], got {kernel_size!r}")
+    kernel_size = int(kernel_size)
     n = in_features
     m = n if circular else n - kernel_size + 1
     i, t = torch.meshgrid(torch.arange(m), torch.arange(kernel_size), indexing="ij")
@@ -35,14 +36,25 @@ def conv1d_sharing_matrix(in_features: int, kernel_size: int, circular: bool = F
 def plot_sharing(U: torch.Tensor, shape: tuple[int, int], title: str = ""):
     "Show Uᵀ and the tying pattern of W = reshape(U v) (each entry coloured by the column of U that fills it)."
     import matplotlib.pyplot as plt, numpy as np
+    from matplotlib.colors import ListedColormap
     m, n = shape
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 2.8), gridspec_kw=dict(width_ratios=[3, 1]))
     a0.imshow(U.T.numpy(), cmap="Greys", aspect="auto", interpolation="nearest")
     a0.set_title(f"$U^\\top$ ({U.shape[1]} × {U.shape[0]})", fontsize=9); a0.set_xlabel("entry a·n + b of W"); a0.set_ylabel("column of U")
     nz = U.abs().sum(1) > 0
     pattern = np.where(nz.numpy(), U.abs().argmax(1).numpy(), np.nan).reshape(m, n)
-    a1.imshow(pattern, cmap="tab20", interpolation="nearest")
-    a1.set_title(f"W ({m} × {n}), colour = column of U", fontsize=9); a1.set_xticks([]); a1.set_yticks([])
+    k = U.shape[1]
+    # one colour per column of U: the 60 qualitative colours of tab20, tab20b and tab20c, then a sampled continuous map
+    colours = [c for cm in ("tab20", "tab20b", "tab20c") for c in plt.get_cmap(cm).colors]
+    cmap = ListedColormap(colours[:k]) if k <= len(colours) else plt.get_cmap("turbo", k)
+    a1.imshow(pattern, cmap=cmap, vmin=-0.5, vmax=k - 0.5, interpolation="nearest")
+    if m * n <= 144:        # small enough to number every entry: colours that look alike stay distinguishable
+        for (r, c), val in np.ndenumerate(pattern):
+            if np.isnan(val): continue
+            red, green, blue = cmap(int(val))[:3]
+            a1.text(c, r, int(val), ha="center", va="center", fontsize=6,
+                    color="white" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.45 else "black")
+    a1.set_title(f"W ({m} × {n}), colour and number = column of U", fontsize=9); a1.set_xticks([]); a1.set_yticks([])
     fig.suptitle(title, fontsize=10); fig.tight_layout()
     return fig
 
@@ -68,7 +80,7 @@ def _as_perms(g, name: str):
                      f"{type(g).__name__}{tuple(g.shape) if isinstance(g, torch.Tensor) else ''}")
 
 def sharing_labels(g_out, g_in) -> torch.Tensor:
-    "Orbit id (m*n,) of every (output a, input b) pair, at index a*n + b: `W = v[labels].reshape(m, n)` without forming U."
+    "Orbit id of every (output a, input b) pair, shape `(m*n,)`, at index `a*n + b`: `W = v[labels].reshape(m, n)` without forming U."
     p_out, t_out = _as_perms(g_out, "g_out")
     p_in, t_in = _as_perms(g_in, "g_in")
     if len(p_out) != len(p_in):
@@ -80,12 +92,14 @@ def sharing_labels(g_out, g_in) -> torch.Tensor:
     return orbits(pair_perms)
 
 def group_sharing_matrix(g_out, g_in, dtype: torch.dtype = torch.float32, sparse: bool = False) -> torch.Tensor:
-    "U (m*n, k), one column per orbit of G on (output, input) index pairs: W = (U @ v).reshape(m, n) is G-equivariant."
+    "U, shape `(m*n, k)`, one column per orbit of G on (output, input) index pairs: `W = (U @ v).reshape(m, n)` is G-equivariant."
     labels = sharing_labels(g_out, g_in)
     k = int(labels.max()) + 1
     if sparse:   # for big layers: U has one non-zero per row
-        idx = torch.stack([torch.arange(len(labels)), labels])
-        return torch.sparse_coo_tensor(idx, torch.ones(len(labels), dtype=dtype), (len(labels), k)).coalesce()
+        idx = torch.stack([torch.arange(len(labels)), labels])   # one entry per row, rows in order: already coalesced
+        # saying whether torch should check the indices is what keeps its "invariant checks are implicitly disabled" warning away
+        return torch.sparse_coo_tensor(idx, torch.ones(len(labels), dtype=dtype), (len(labels), k),
+                                       check_invariants=True, is_coalesced=True)
     return F.one_hot(labels, k).to(dtype)
 
 # %% ../nbs/01_sharing.ipynb #9d15094d
@@ -94,10 +108,9 @@ class SharingLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, k: int | None = None, U: torch.Tensor | None = None,
                  bias: bool = False, learn_U: bool = True):
         super().__init__()
-        for name, val in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(val, int) or val < 1: raise ValueError(f"{name} must be a positive int, got {val!r}")
+        in_features, out_features = _as_int(in_features, "in_features"), _as_int(out_features, "out_features")
         if U is None and k is None: raise ValueError("give k (number of filter parameters) or U")
-        if k is not None and (not isinstance(k, int) or k <= 0): raise ValueError(f"k must be a positive int, got {k!r}")
+        if k is not None: k = _as_int(k, "k")
         if U is not None:
             U = torch.as_tensor(U, dtype=torch.get_default_dtype())
             if U.is_sparse: U = U.to_dense()
@@ -164,12 +177,19 @@ class _SharingConvNd(nn.Module):
                  bias: bool = True, padding_mode: str = "zeros"):
         super().__init__()
         nd = self._nd
-        for name, val in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(val, int) or val < 1: raise ValueError(f"{name} must be a positive int, got {val!r}")
+        in_channels, out_channels = _as_int(in_channels, "in_channels"), _as_int(out_channels, "out_channels")
         ks = (kernel_size,) * nd if isinstance(kernel_size, int) else tuple(kernel_size)
         if len(ks) != nd or any(not isinstance(s, int) or s < 1 for s in ks):
             raise ValueError(f"kernel_size must be a positive int or a tuple of {nd} positive ints, got {kernel_size!r}")
         if padding_mode not in ("zeros", "circular"): raise ValueError(f"padding_mode must be 'zeros' or 'circular', got {padding_mode!r}")
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"): raise ValueError(f"padding must be an int, a tuple of {nd} ints, 'same' or 'valid', got {padding!r}")
+            if padding == "same" and any(s != 1 for s in ((stride,) * nd if isinstance(stride, int) else tuple(stride))):
+                raise ValueError(f"padding='same' needs stride 1, got stride={stride!r}")
+        else:
+            p = (padding,) * nd if isinstance(padding, int) else tuple(padding)
+            if len(p) != nd or any(isinstance(q, bool) or not isinstance(q, int) or q < 0 for q in p):
+                raise ValueError(f"padding must be an int >= 0, a tuple of {nd} such ints, 'same' or 'valid', got {padding!r}")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, ks
         self.stride, self.padding, self.dilation, self.padding_mode = stride, padding, dilation, padding_mode
         K = math.prod(ks)
@@ -203,11 +223,25 @@ class _SharingConvNd(nn.Module):
         if x.ndim != self._nd + 2 or x.shape[1] != self.in_channels:
             raise ValueError(f"x must have shape (B, {self.in_channels}, {', '.join('L' * self._nd)}), got {tuple(x.shape)}")
         conv = F.conv1d if self._nd == 1 else F.conv2d
+        padding = self.padding
         if self.padding_mode == "circular":
-            p = (self.padding,) * self._nd if isinstance(self.padding, int) else tuple(self.padding)
-            x = F.pad(x, [q for q in reversed(p) for _ in range(2)], mode="circular")
-            return conv(x, self.weight, self.bias, self.stride, 0, self.dilation)
-        return conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+            x, padding = F.pad(x, self._pad_list(), mode="circular"), 0
+        elif padding == "same":
+            pads = self._pad_list()
+            if pads[0::2] == pads[1::2]: padding = tuple(reversed(pads[0::2]))   # symmetric: the conv pads
+            else: x, padding = F.pad(x, pads), 0    # even kernel: one more zero on the right, as torch pads (without its warning)
+        return conv(x, self.weight, self.bias, self.stride, padding, self.dilation)
+
+    def _pad_list(self) -> list[int]:
+        "`F.pad`'s list (last axis first) for the padding: 'valid' pads nothing, 'same' splits d·(k-1) as `nn.Conv2d` does."
+        nd = self._nd
+        if self.padding == "valid": return [0] * (2 * nd)
+        if self.padding == "same":
+            dil = (self.dilation,) * nd if isinstance(self.dilation, int) else tuple(self.dilation)
+            totals = [d * (k - 1) for d, k in zip(dil, self.kernel_size)]
+            return [q for t in reversed(totals) for q in (t // 2, t - t // 2)]
+        p = (self.padding,) * nd if isinstance(self.padding, int) else tuple(self.padding)
+        return [q for q in reversed(p) for _ in range(2)]
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -19,7 +19,7 @@ from .groups import cube_rotation_group
 from .utils import default_device, cpu_threads
 
 # %% auto #0
-__all__ = ['ToyWSNet', 'run_toy', 'run_shift_toy', 'run_rotation_toy', 'run_cube_toy']
+__all__ = ['CONFIGS', 'ToyWSNet', 'run_toy', 'run_shift_toy', 'run_rotation_toy', 'run_cube_toy']
 
 # %% ../nbs/14_ws_toys.ipynb #711c878d
 _LIFT = {1: WSLiftConv1d, 2: WSLiftConv2d, 3: WSLiftConv3d}
@@ -72,24 +72,46 @@ def run_toy(toy: ToyData, shape: tuple, epochs: int = 30, n_test: int = 512, lr:
         res["dominant_in_reference"] = convex_fit(R, reference).dominant.tolist()
     return res
 
+# %% ../nbs/14_ws_toys.ipynb #5ee39b3f
+CONFIGS = {
+    "tiny": dict(epochs=30, n_samples=1024, n_test=512,
+                 label="tiny: 30 epochs on 1,024 samples (seconds per toy on a CPU; the runs shown in 14_ws_toys)"),
+    "fast": dict(epochs=100, n_samples=4096, n_test=512,
+                 label="fast: 100 epochs on 4,096 samples (the main job's default; about 10 s per shift toy on a 2-core CPU)"),
+    "paper": dict(epochs=200, n_samples=4096, n_test=512,
+                  label="paper: 200 epochs on 4,096 samples (our long run: the paper shows the toys as figures without "
+                        "a training budget)"),
+}
+"Epochs, training and held-out samples and a label of each named toy configuration: 'tiny', 'fast' (the default), 'paper'."
+
+def _toy_config(config: str, **overrides) -> dict:
+    "The configuration `config` with the entries of `overrides` that are not None replacing its own."
+    if config not in CONFIGS: raise ValueError(f"config must be one of {list(CONFIGS)}, got {config!r}")
+    cfg = dict(CONFIGS[config], name=config)
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    return cfg
+
 # %% ../nbs/14_ws_toys.ipynb #03d6d040
-def run_shift_toy(mode: str = "equivariant", partial: bool = False, n: int = 12, epochs: int = 30, n_samples: int = 1024,
-                  n_test: int = 512, seed: int = 0, device=None, **kwargs) -> dict:
-    "The 1D cyclic-shift toy (`partial`: data and model use only the first n//2 shifts); returns rep_error, accuracy_or_mse, ..."
-    toy = shift_toy(n, mode, partial=partial, n_samples=n_samples + n_test, n_channels=n, noise=0.3, seed=seed)
-    return run_toy(toy, (n,), epochs=epochs, n_test=n_test, seed=seed, device=device, **kwargs)
+def run_shift_toy(mode: str = "equivariant", partial: bool = False, n: int = 12, config: str = "fast", epochs: int | None = None,
+                  n_samples: int | None = None, n_test: int | None = None, seed: int = 0, device=None, **kwargs) -> dict:
+    "The 1D cyclic-shift toy at `config` (`partial`: data and model use only the first n//2 shifts); returns rep_error, accuracy_or_mse, ..."
+    cfg = _toy_config(config, epochs=epochs, n_samples=n_samples, n_test=n_test)
+    toy = shift_toy(n, mode, partial=partial, n_samples=cfg["n_samples"] + cfg["n_test"], n_channels=n, noise=0.3, seed=seed)
+    return {**run_toy(toy, (n,), epochs=cfg["epochs"], n_test=cfg["n_test"], seed=seed, device=device, **kwargs), "config": cfg["name"]}
 
 # %% ../nbs/14_ws_toys.ipynb #268c9938
-def run_rotation_toy(mode: str = "equivariant", k: int = 5, epochs: int = 30, n_samples: int = 1024, n_test: int = 512,
-                     seed: int = 0, device=None, **kwargs) -> dict:
-    "2D signals on a k×k grid under C4 (90° rotations)."
-    toy = rotation_toy(k, mode, n_samples=n_samples + n_test, n_channels=k * k, noise=0.3, seed=seed)
-    return run_toy(toy, (k, k), epochs=epochs, n_test=n_test, seed=seed, device=device, **kwargs)
+def run_rotation_toy(mode: str = "equivariant", k: int = 5, config: str = "fast", epochs: int | None = None,
+                     n_samples: int | None = None, n_test: int | None = None, seed: int = 0, device=None, **kwargs) -> dict:
+    "2D signals on a k×k grid under C4 (90° rotations), at `config`."
+    cfg = _toy_config(config, epochs=epochs, n_samples=n_samples, n_test=n_test)
+    toy = rotation_toy(k, mode, n_samples=cfg["n_samples"] + cfg["n_test"], n_channels=k * k, noise=0.3, seed=seed)
+    return {**run_toy(toy, (k, k), epochs=cfg["epochs"], n_test=cfg["n_test"], seed=seed, device=device, **kwargs), "config": cfg["name"]}
 
 # %% ../nbs/14_ws_toys.ipynb #bb36caac
-def run_cube_toy(mode: str = "equivariant", partial: bool = False, epochs: int = 30, n_samples: int = 1024,
-                 n_test: int = 512, seed: int = 0, device=None, **kwargs) -> dict:
-    "Signals on a 3×3×3 cube under its 24 rotations (`partial`: the 16 C4×C4 products)."
-    toy = cube_toy(mode, partial=partial, n_samples=n_samples + n_test, n_channels=27, noise=0.3, seed=seed)
+def run_cube_toy(mode: str = "equivariant", partial: bool = False, config: str = "fast", epochs: int | None = None,
+                 n_samples: int | None = None, n_test: int | None = None, seed: int = 0, device=None, **kwargs) -> dict:
+    "Signals on a 3×3×3 cube under its 24 rotations (`partial`: the 16 C4×C4 products), at `config`."
+    cfg = _toy_config(config, epochs=epochs, n_samples=n_samples, n_test=n_test)
+    toy = cube_toy(mode, partial=partial, n_samples=cfg["n_samples"] + cfg["n_test"], n_channels=27, noise=0.3, seed=seed)
     if partial: kwargs.setdefault("reference", cube_rotation_group(3).matrices())
-    return run_toy(toy, (3, 3, 3), epochs=epochs, n_test=n_test, seed=seed, device=device, **kwargs)
+    return {**run_toy(toy, (3, 3, 3), epochs=cfg["epochs"], n_test=cfg["n_test"], seed=seed, device=device, **kwargs), "config": cfg["name"]}

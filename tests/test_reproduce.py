@@ -1,15 +1,20 @@
-"""The main job's console script, at its tiny budget: the files and keys it writes, and its refusals."""
-import json
+"""The main job's console script, at its tiny budget: the files, keys and meta it writes, its progress bars, its
+refusals (before any work, in one line), and what an interrupted run leaves behind."""
+import json, os, signal, subprocess, sys, time
 
-from conftest import BIN, run
+import pytest
+
+from conftest import BIN, ROOT, run
+
+REPRODUCE = str(BIN / "symmetries_reproduce")
+BARS_ON = {"OMP_NUM_THREADS": "1", "CI": "", "SYMMETRIES_QUIET": ""}   # progress bars print even off a terminal
 
 
 def test_reproduce_tiny(tmp_path):
-    res = run([str(BIN / "symmetries_reproduce"), "--budget", "tiny", "--out", str(tmp_path), "--device", "cpu"],
-              timeout=900, env={"OMP_NUM_THREADS": "1"})
+    res = run([REPRODUCE, "--budget", "tiny", "--out", str(tmp_path), "--device", "cpu"], timeout=900, env=BARS_ON)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"msr_synthetic", "ws_shift_toy", "rotated_digits"}
+    assert set(results) == {"msr_synthetic", "ws_shift_toy", "rotated_digits", "meta"}
     for rank in ("rank1", "rank2", "rank5"):
         row = results["msr_synthetic"][rank]
         assert set(row) == {"maml_fc", "maml_lc", "maml_conv", "msr_fc"}
@@ -19,15 +24,65 @@ def test_reproduce_tiny(tmp_path):
         assert set(row) == {"rep_error", "accuracy_or_mse"} and all(isinstance(v, float) for v in row.values())
     assert set(results["rotated_digits"]) == {"cnn", "gcnn", "wscnn"}
     assert all(0.0 <= v <= 1.0 for v in results["rotated_digits"].values())
+    meta = results["meta"]
+    assert (meta["status"], meta["complete"], meta["budget"], meta["seed"], meta["device"]) == ("complete", True, "tiny", 0, "cpu")
+    assert {"torch", "symmetries", "seconds", "units", "configurations"} <= set(meta)
+    assert set(meta["seconds"]) == set(meta["configurations"]) == {"msr_synthetic", "ws_shift_toy", "rotated_digits"}
+    assert "fraction in [0, 1]" in meta["units"]["rotated_digits"]
     md = (tmp_path / "results.md").read_text()
-    assert "tiny smoke run (CPU)" in md and "not** a reproduction" in md
-    assert (tmp_path / "ws_shift_toy_equivariant.png").stat().st_size > 1000
-    assert (tmp_path / "ws_shift_toy_invariant.png").stat().st_size > 1000
+    assert "(budget `tiny`)" in md and "not** a reproduction" in md and "Incomplete" not in md
+    assert "under-determined" in md and "Reference rows: the MSR authors' own code" in md and "colour bar" in md
+    for name in ("ws_shift_toy_equivariant.png", "ws_shift_toy_invariant.png"):
+        assert (tmp_path / name).stat().st_size > 1000 and f"![shift toy" in md and f"({name})" in md
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["results.json", "results.md", *meta["figures"]])
+    # progress while the shift toy and the digits train; the last line names the files written
+    assert "ws_shift_toy: 100%" in res.stderr and "rotated_digits: 100%" in res.stderr, res.stderr[-3000:]
+    last = res.stdout.strip().splitlines()[-1]
+    assert last == "wrote " + ", ".join(str(tmp_path / f) for f in ("results.json", "results.md", *meta["figures"])), last
 
 
 def test_reproduce_refuses_unknown_names():
-    res = run([str(BIN / "symmetries_reproduce"), "--only", "cifar"])
+    res = run([REPRODUCE, "--only", "cifar"])
     assert res.returncode == 2
     assert "invalid choice: 'cifar'" in res.stderr and "msr_synthetic" in res.stderr
-    res = run([str(BIN / "symmetries_reproduce"), "--frobnicate"])
+    res = run([REPRODUCE, "--frobnicate"])
     assert res.returncode == 2 and "unrecognized arguments" in res.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "--seed must be an int in [0, 2147483647], got -1"),
+    (["--out", "/dev/null/x"], "--out /dev/null/x cannot be created: /dev/null is not a folder"),
+    (["--out", "/proc/x"], "--out /proc/x: cannot create this folder (No such file or directory)"),
+    (["--out", "setup.py"], "--out setup.py exists and is not a folder"),
+    (["--out", "/sys"], "--out /sys: cannot write into this folder ("),   # exists, takes no files (even for root)
+])
+def test_reproduce_refuses_bad_arguments_before_any_work(args, message):
+    t0 = time.time()
+    res = run([REPRODUCE, "--budget", "tiny", *args])
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith("symmetries_reproduce: error: " + message) and res.stderr.count("\n") == 1, res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == ""
+    assert time.time() - t0 < 60
+
+
+def test_reproduce_interrupted_keeps_what_finished(tmp_path):
+    "Ctrl-C after the MSR table: exit 130, results.json/md keep it and say the run is incomplete, no temporary files."
+    proc = subprocess.Popen([REPRODUCE, "--budget", "tiny", "--out", str(tmp_path), "--device", "cpu"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "SYMMETRIES_QUIET": "1"})
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        try: finished = json.loads((tmp_path / "results.json").read_text())["meta"]["finished"]
+        except (OSError, ValueError, KeyError): finished = []
+        if "msr_synthetic" in finished: break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted: " + proc.stderr.read()[-2000:]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("symmetries_reproduce: error: interrupted"), err[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "msr_synthetic" in results and results["meta"]["status"] == "interrupted" and not results["meta"]["complete"]
+    assert results["meta"]["pending"], results["meta"]
+    assert "**Incomplete run** (the run was interrupted)" in (tmp_path / "results.md").read_text()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
