@@ -2,11 +2,14 @@
 # Set-up for symmetries: one place that installs everything the notebooks, the library, the tests and the docs need.
 #
 #   bash scripts/setup.sh            # a virtual environment in .venv (what `make setup` runs)
-#   bash scripts/setup.sh --system   # into the current python (Colab: torch already there is kept)
+#   bash scripts/setup.sh --system   # everything into the current python (torch already there is kept)
+#   bash scripts/setup.sh --colab    # only what the notebooks need to run, into the current python (the notebooks'
+#                                    # Colab cell: Colab's torch, fastcore, ... are kept; no jupyter/test/doc tools)
 #   bash scripts/setup.sh --browser  # only Debian's chromium + chromedriver, for the doc-site browser test (`make test`
 #                                    # runs it); optional: it never fails, it prints a note when it cannot install them
 #
-# Environment: PYTHON (interpreter to build the venv from, default python3), VENV (default .venv),
+# Environment: PYTHON (interpreter to build the venv from, or to install into with --system/--colab; default python3),
+# VENV (default .venv),
 # APT_LOCK_TIMEOUT (seconds --browser waits for another apt-get/dpkg to release its lock, default 300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +19,11 @@ BROWSER_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --system) MODE=system ;;
+    --colab) MODE=colab ;;
     --browser) BROWSER_ONLY=1 ;;
     --no-browser) ;;  # the default since the browser became its own step; kept so that older commands still work
-    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
-    *) echo "setup: unknown option '$arg' (valid: --system, --browser)" >&2; exit 2 ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    *) echo "setup: unknown option '$arg' (valid: --system, --colab, --browser)" >&2; exit 2 ;;
   esac
 done
 LOG=$(mktemp -t symmetries-setup.XXXXXX.log)
@@ -107,9 +111,28 @@ else
 fi
 PIP=("$PY" -m pip install --disable-pip-version-check)
 
+# Which of the modules named as arguments this Python cannot import, one per line (one interpreter for all of them:
+# importing learn2learn, which imports torch, takes seconds)
+missing_modules() {
+  "$PY" - "$@" <<'PYEOF' 2>/dev/null
+import importlib, sys
+for name in sys.argv[1:]:
+    try: importlib.import_module(name)
+    except Exception: print(name)
+PYEOF
+}
+# --colab: module=pip name of what the notebooks and learn2learn's import need, and its build tools
+COLAB_NEEDS=("torch=torch>=2.1" "torchvision=torchvision>=0.16" numpy=numpy scipy=scipy matplotlib=matplotlib tqdm=tqdm
+             mlxtend=mlxtend sklearn=scikit-learn requests=requests gym=gym fastcore.test=fastcore IPython=ipython)
+L2L_BUILD_NEEDS=(Cython=cython setuptools=setuptools wheel=wheel)
+if [ "$MODE" = colab ]; then
+  COLAB_MISSING=$(missing_modules learn2learn "${COLAB_NEEDS[@]%%=*}" "${L2L_BUILD_NEEDS[@]%%=*}")
+  if grep -qx learn2learn <<<"$COLAB_MISSING"; then HAVE_L2L=0; else HAVE_L2L=1; fi
+elif "$PY" -c 'import learn2learn' >/dev/null 2>&1; then HAVE_L2L=1; else HAVE_L2L=0; fi
+
 # ---- a C compiler and Python headers: learn2learn compiles three Cython extensions ----------------------
 # checked before the long installs, and only when learn2learn still has to be built
-if ! "$PY" -c 'import learn2learn' >/dev/null 2>&1; then
+if [ "$HAVE_L2L" = 0 ]; then
   CC_BIN=${CC:-$("$PY" -c 'import sysconfig; print((sysconfig.get_config_var("CC") or "cc").split()[0])')}
   command -v "$CC_BIN" >/dev/null 2>&1 \
     || die "no C compiler found ('$CC_BIN'). learn2learn builds C extensions: install one (Debian/Ubuntu: apt-get install build-essential), or set CC."
@@ -117,6 +140,28 @@ if ! "$PY" -c 'import learn2learn' >/dev/null 2>&1; then
   [ -f "$HDR" ] || die "Python headers are missing ($HDR). learn2learn builds C extensions: install them (Debian/Ubuntu: apt-get install python3-dev)."
 fi
 
+# ---- --colab: only what the notebooks import at run time, each installed only when it is missing ---------------
+# Colab already has torch, numpy, scipy, matplotlib, tqdm, scikit-learn, requests and (through fastai) fastcore: they
+# are kept. The notebooks need fastcore only for `fastcore.test`, which every fastcore has; installing the nbdev 2 stack
+# would pin fastcore to 1.x and break Colab's fastai (it needs fastcore<1.9 up to 2.8.5 and >=1.14.6 / >=2.2.21 from
+# 2.8.8), so it is left out: the notebooks' last cell (nbdev_export) is a no-op there (see the Colab cell).
+colab_setup() {
+  local pairs=("${COLAB_NEEDS[@]}") missing=() pair mod
+  [ "$HAVE_L2L" = 1 ] || pairs+=("${L2L_BUILD_NEEDS[@]}")     # build tools only when learn2learn has to be built
+  for mod in $COLAB_MISSING; do
+    for pair in "${pairs[@]}"; do if [ "${pair%%=*}" = "$mod" ]; then missing+=("${pair#*=}"); fi; done
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing what the notebooks need: ${missing[*]}"
+    quiet "installing ${missing[*]}" "${PIP[@]}" "${missing[@]}"
+  else
+    step "torch, torchvision and the notebooks' other needs already installed: kept"
+  fi
+}
+
+if [ "$MODE" = colab ]; then
+  colab_setup
+else
 # ---- torch: keep one that is already there (Colab ships its own CUDA build) -------------------------------
 if "$PY" -c 'import torch, torchvision' >/dev/null 2>&1; then
   step "torch $("$PY" -c 'import torch; print(torch.__version__)') already installed: kept"
@@ -129,10 +174,12 @@ fi
 step "installing the nbdev 2 stack, jupyter, matplotlib and test tools"
 quiet "installing the python dependencies" "${PIP[@]}" -r requirements-dev.txt
 
+fi
+
 # ---- learn2learn 0.2.0: its sdist ships C files generated by an old Cython that include longintrepr.h,
 # which Python 3.11 removed. Regenerate them from the .pyx sources with today's Cython, then build.
 install_learn2learn() {
-  if "$PY" -c 'import learn2learn' >/dev/null 2>&1; then step "learn2learn already installed: kept"; return; fi
+  if [ "$HAVE_L2L" = 1 ]; then step "learn2learn already installed: kept"; return; fi
   step "building learn2learn 0.2.0 from source (re-cythonized for Python >= 3.11)"
   local tmp; tmp=$(mktemp -d)
   quiet "downloading the learn2learn 0.2.0 sdist" "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary :all: learn2learn==0.2.0 -d "$tmp"
@@ -145,6 +192,15 @@ install_learn2learn() {
 install_learn2learn
 
 step "installing symmetries in editable mode"
+if [ "$MODE" = colab ]; then   # Colab's setuptools builds it: no isolated build environment to download
+  quiet "installing the package (pip install -e .)" "${PIP[@]}" --no-deps --no-build-isolation -e .
+  versions=$("$PY" -c 'import symmetries, learn2learn, torch, fastcore.test, mlxtend, matplotlib, scipy, tqdm, IPython
+print(f"torch {torch.__version__}, learn2learn {learn2learn.__version__}")' 2>>"$LOG") \
+    || { tail -n 20 "$LOG" >&2; die "the final import check failed"; }
+  step "done ($versions); in a running notebook the Colab cell puts the clone on sys.path, no restart needed"
+  [ -d .git ] && date > .git/colab-setup-done   # the Colab cell skips the set-up of a clone that has it
+  rm -f "$LOG"; exit 0
+fi
 quiet "installing the package (pip install -e .)" "${PIP[@]}" --no-deps -e .
 
 # ---- KaTeX for the doc site's maths, so the built site renders formulas offline (npm registry; optional) --------

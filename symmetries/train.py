@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
-from .utils import default_device, set_seed, progress, markdown_table
+from .utils import default_device, model_device, set_seed, progress, markdown_table
 
 # %% auto #0
 __all__ = ['representation_parameters', 'parameter_groups', 'count_parameters', 'batches', 'accuracy', 'evaluate', 'History',
@@ -49,19 +49,29 @@ def _as_dataset(data) -> Dataset:
 def _batch(ds: Dataset, idx: torch.Tensor):
     if isinstance(ds, TensorDataset): return tuple(t[idx] for t in ds.tensors)
     items = [ds[int(i)] for i in idx]
-    return tuple(torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(len(items[0])))
+    return tuple(torch.stack([_as_tensor(it[k]) for it in items]) for k in range(len(items[0])))
+
+def _as_tensor(v) -> torch.Tensor:
+    "A tensor stays where it is; a Python number or array becomes a CPU tensor (whatever torch's default device)."
+    return v if isinstance(v, torch.Tensor) else torch.as_tensor(v, device="cpu")
+
+def _accumulator(device) -> torch.Tensor:
+    "A zero on `device` to sum per-batch numbers into without a host sync (float64, as Python floats, where supported)."
+    device = torch.device(device)
+    return torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
 
 def batches(data, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
     "Yield (inputs, targets) batches of `data`, in the order of `torch.randperm(..., generator=generator)` when `shuffle`."
     ds = _as_dataset(data)
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     n = len(ds)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    cpu = torch.device("cpu")     # indices for a CPU data set, drawn by a CPU generator
+    order = torch.randperm(n, generator=generator, device=cpu) if shuffle else torch.arange(n, device=cpu)
     for s in range(0, n, batch_size): yield _batch(ds, order[s:s + batch_size])
 
 def _integer_targets(ds: Dataset) -> bool:
     "True when the targets of `ds` are class labels (an integer tensor or a Python int), judged on its first item."
-    return not torch.as_tensor(ds[0][1]).is_floating_point()
+    return not _as_tensor(ds[0][1]).is_floating_point()
 
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     "Fraction of rows of `logits` (N, K) whose arg max equals `targets` (N,)."
@@ -69,18 +79,19 @@ def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data, loss_fn: Callable = F.cross_entropy, batch_size: int = 512, device=None) -> dict:
-    "Mean loss (and accuracy for integer targets) of `model` on `data`, in eval mode."
-    device = default_device(device); ds = _as_dataset(data)
+    "Mean loss (and accuracy for integer targets) of `model` on `data`, in eval mode, on `device` (default: the model's)."
+    device = model_device(model) if device is None else default_device(device); ds = _as_dataset(data)
+    model.to(device)
     was_training = model.training; model.eval()
-    tot_loss, tot_correct, n = 0.0, 0.0, 0
+    tot_loss, tot_correct, n = _accumulator(device), _accumulator(device), 0
     for xb, yb in batches(ds, batch_size):
         xb, yb = xb.to(device), yb.to(device)
         out = model(xb)
-        tot_loss += loss_fn(out, yb).item() * len(xb); n += len(xb)
-        if not yb.is_floating_point(): tot_correct += (out.argmax(-1) == yb).sum().item()
+        tot_loss += loss_fn(out, yb).detach().to(tot_loss.dtype) * len(xb); n += len(xb)
+        if not yb.is_floating_point(): tot_correct += (out.argmax(-1) == yb).sum()
     model.train(was_training)
-    res = {"loss": tot_loss / max(n, 1)}
-    if _integer_targets(ds): res["accuracy"] = tot_correct / max(n, 1)
+    res = {"loss": tot_loss.item() / max(n, 1)}
+    if _integer_targets(ds): res["accuracy"] = tot_correct.item() / max(n, 1)
     return res
 
 # %% ../nbs/08_train.ipynb #c6c441dd
@@ -201,7 +212,7 @@ def fit(model: nn.Module,  # the model, trained in place
         _set_rng_state(ck["rng"])
     for epoch in range(start, epochs):
         model.train(); t0 = time.time()
-        sums = {"loss": 0.0, "reg": 0.0, "correct": 0.0, "n": 0}
+        sums = {"loss": _accumulator(device), "reg": _accumulator(device), "correct": _accumulator(device), "n": 0}
         bar = progress(batches(train, batch_size, True, shuffle_gen), total=steps_per_epoch,
                        desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=None if show_progress else True)
         for step, (xb, yb) in enumerate(bar):
@@ -216,11 +227,15 @@ def fit(model: nn.Module,  # the model, trained in place
             if grad_clip: nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
             if sched is not None: sched.step()
-            sums["loss"] += loss.item() * len(xb); sums["reg"] += float(reg.detach()) * len(xb); sums["n"] += len(xb)
-            if not yb.is_floating_point(): sums["correct"] += (out.argmax(-1) == yb).sum().item()
-            if step % 10 == 0 and hasattr(bar, "set_postfix"): bar.set_postfix(loss=f"{loss.item():.4f}")
-        row = {"epoch": epoch + 1, "train_loss": sums["loss"] / max(sums["n"], 1), "reg_loss": sums["reg"] / max(sums["n"], 1)}
-        if _integer_targets(train): row["train_accuracy"] = sums["correct"] / max(sums["n"], 1)
+            # summed on the device: a .item() per step would make the CPU wait for the GPU at every step
+            acc = sums["loss"].dtype                          # float64 like the Python floats it replaces: the same numbers
+            sums["loss"] += loss.detach().to(acc) * len(xb); sums["reg"] += torch.as_tensor(reg, device=device).detach().to(acc) * len(xb)
+            sums["n"] += len(xb)
+            if not yb.is_floating_point(): sums["correct"] += (out.argmax(-1) == yb).sum()
+            if step % 10 == 0 and not getattr(bar, "disable", True): bar.set_postfix(loss=f"{loss.item():.4f}")
+        n_seen = max(sums["n"], 1)
+        row = {"epoch": epoch + 1, "train_loss": sums["loss"].item() / n_seen, "reg_loss": sums["reg"].item() / n_seen}
+        if _integer_targets(train): row["train_accuracy"] = sums["correct"].item() / n_seen
         if valid is not None:
             ev = evaluate(model, valid, loss_fn, eval_batch_size, device)
             row.update({f"valid_{k}": v for k, v in ev.items()})

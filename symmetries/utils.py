@@ -11,13 +11,19 @@ import torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['default_device', 'set_seed', 'cpu_threads', 'progress', 'markdown_table']
+__all__ = ['default_device', 'model_device', 'set_seed', 'cpu_threads', 'progress', 'markdown_table']
 
 # %% ../nbs/99_utils.ipynb #254377e4
 def default_device(device: str | torch.device | None = None) -> torch.device:
     "`device` if given, else `cuda` when a GPU is present, else `cpu`."
     if device is not None: return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    "The device of `model`'s first parameter (or buffer): where its inputs have to go; the CPU for a model without tensors."
+    for t in model.parameters(): return t.device
+    for t in model.buffers(): return t.device
+    return torch.device("cpu")
 
 # %% ../nbs/99_utils.ipynb #d27fd9a0
 def set_seed(seed: int) -> torch.Generator:
@@ -29,9 +35,9 @@ def set_seed(seed: int) -> torch.Generator:
 # %% ../nbs/99_utils.ipynb #9dfdf720
 @contextlib.contextmanager
 def cpu_threads(n: int | None, device: str | torch.device | None = None):
-    "Run the block with `n` intra-op CPU threads, then restore torch's setting (`n` None, or a non-CPU `device`: leave it alone)."
+    "Run the block with `n` intra-op CPU threads, then restore torch's setting (`n` None: leave it alone; `device` is not used)."
     if n is not None and (not isinstance(n, int) or n < 1): raise ValueError(f"n must be a positive int or None, got {n!r}")
-    if n is None or default_device(device).type != "cpu": yield; return
+    if n is None: yield; return
     old = torch.get_num_threads()
     torch.set_num_threads(n)
     try: yield

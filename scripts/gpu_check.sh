@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# What only a GPU can check: every notebook under nbdev_test with `default_device()` picking CUDA, the main job on
+# `--device cuda` at the tiny and fast budgets, the device tests with real CUDA tensors, and the benchmarks on CUDA.
+# CI has no GPU; tests/test_devices.py catches most device bugs on a CPU, this script the rest (and the speed).
+#
+#   bash scripts/gpu_check.sh                      # every part, in this order
+#   bash scripts/gpu_check.sh notebooks            # parts: env pytest notebooks reproduce bench (any subset, in order)
+#   bash scripts/gpu_check.sh notebooks 10_msr_synthetic 11_msr_2d   # only these notebooks
+#
+# On the project's GPU machine (no network; see ../shared/gpu/README.md): here, once, `bash ../shared/gpu/bundle.sh`
+# (writes .gpu-bundle/); then the device command `bash scripts/gpu_check.sh PARTS` with carry [".gpu-bundle"]. The
+# script sources .gpu-bundle/remote-setup.sh when the project's dependencies are not importable. One device call runs
+# at most 10 minutes: run the parts in separate calls; the log accumulates.
+#
+# Writes (appends) bench/results/gpu_check.log, a per-part PASS/FAIL summary at its end; benchmark JSON files go to
+# bench/results/ as the bench scripts write them. When $OUT is set (the device machine's output folder) the log and
+# the new result files are copied there too. Commit the log with the results when a session had a GPU.
+#
+# Environment: GPU_CHECK_WORKERS (notebooks side by side, default 4), GPU_CHECK_LOG (default bench/results/gpu_check.log),
+# GPU_CHECK_TIMEOUT (seconds per part, default 3000), PYTHON (default python3; .venv/bin/python when present),
+# GPU_CHECK_ALLOW_CPU=1 (run anyway without CUDA: only to test this script's plumbing, as tests/test_devices.py does).
+# Exit status: 0 all parts passed, 1 some part failed, 3 no CUDA device (nothing was run).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LOG=${GPU_CHECK_LOG:-bench/results/gpu_check.log}
+WORKERS=${GPU_CHECK_WORKERS:-4}
+TIMEOUT=${GPU_CHECK_TIMEOUT:-3000}
+ALL_PARTS=(env pytest notebooks reproduce bench)
+
+PARTS=(); NOTEBOOKS=()
+for arg in "$@"; do
+  case "$arg" in
+    env|pytest|notebooks|reproduce|bench) PARTS+=("$arg") ;;
+    -h|--help) sed -n 2,22p "$0"; exit 0 ;;
+    *) if [ -f "nbs/$arg.ipynb" ] || [ -f "nbs/$arg" ]; then NOTEBOOKS+=("nbs/${arg%.ipynb}.ipynb")
+       else echo "gpu_check: unknown part or notebook '$arg' (parts: ${ALL_PARTS[*]}; notebooks: names in nbs/)" >&2; exit 2; fi ;;
+  esac
+done
+[ ${#PARTS[@]} -gt 0 ] || { [ ${#NOTEBOOKS[@]} -gt 0 ] && PARTS=(notebooks) || PARTS=("${ALL_PARTS[@]}"); }
+
+# ---- the interpreter and the project's dependencies (the bundle on the offline GPU machine) -------------------------
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then if [ -x .venv/bin/python ]; then PY=$ROOT/.venv/bin/python; else PY=python3; fi; fi
+probe() { "$PY" -c 'import torch, learn2learn, nbdev, symmetries; print(int(torch.cuda.is_available()), torch.__version__)' 2>/dev/null; }
+if ! INFO=$(probe) && [ -f .gpu-bundle/remote-setup.sh ]; then
+  echo "gpu_check: sourcing .gpu-bundle/remote-setup.sh (the offline GPU machine's dependencies)"
+  # shellcheck disable=SC1091
+  source .gpu-bundle/remote-setup.sh || true
+  PY=python3; INFO=$(probe)
+fi
+[ -n "${INFO:-}" ] \
+  || { echo "gpu_check: ERROR: '$PY' cannot import torch, learn2learn, nbdev and symmetries (run scripts/setup.sh, or carry .gpu-bundle from ../shared/gpu/bundle.sh)" >&2; exit 2; }
+read -r HAS_CUDA TORCH_VERSION <<<"$INFO"
+BIN=$(dirname "$(command -v "$PY")")
+
+# ---- fail clearly without CUDA: none of this means anything on a CPU ----------------------------------------------
+if [ "$HAS_CUDA" != 1 ] && [ "${GPU_CHECK_ALLOW_CPU:-0}" != 1 ]; then
+  echo "gpu_check: ERROR: no CUDA device (torch.cuda.is_available() is False with torch $TORCH_VERSION)." >&2
+  echo "gpu_check: this script checks the GPU path; on a CPU run the test suite instead (make test; tests/test_devices.py checks devices)." >&2
+  exit 3
+fi
+
+mkdir -p "$(dirname "$LOG")"
+STAMP=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+{ echo; echo "===== gpu_check $STAMP: parts ${PARTS[*]} ${NOTEBOOKS[*]:-} (commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ', with local changes'))"; } | tee -a "$LOG"
+RESULTS=()
+run_part() {   # name, command...: runs it with a time limit, logs its output, records PASS/FAIL and the seconds
+  local name=$1; shift
+  local t0=$SECONDS rc
+  echo "----- [$name] $*" | tee -a "$LOG"
+  timeout "$TIMEOUT" "$@" 2>&1 | tee -a "$LOG"; rc=${PIPESTATUS[0]}
+  local verdict=PASS; [ "$rc" = 0 ] || verdict="FAIL (exit $rc$([ "$rc" = 124 ] && echo ", timed out after ${TIMEOUT} s"))"
+  RESULTS+=("$name: $verdict, $((SECONDS - t0)) s")
+  echo "----- [$name] $verdict in $((SECONDS - t0)) s" | tee -a "$LOG"
+}
+# one CPU thread per notebook / process: the CPU only draws the data; several runs side by side must not oversubscribe it
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2} PYTHONUNBUFFERED=1 SYMMETRIES_QUIET=1
+OUTDIR=$(mktemp -d -t gpu_check.XXXXXX)
+
+for part in "${PARTS[@]}"; do
+  case "$part" in
+    env)
+      run_part env bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true;
+        '$PY' -c 'import torch, sys, learn2learn, symmetries; print(\"python\", sys.version.split()[0], \"| torch\", torch.__version__, \"| CUDA\", torch.version.cuda, \"|\", torch.cuda.get_device_name() if torch.cuda.is_available() else \"no CUDA device\", \"| learn2learn\", learn2learn.__version__, \"| symmetries\", symmetries.__version__)'" ;;
+    pytest)   # the device tests, with their CUDA cases (skipped on a CPU) running for real
+      run_part pytest "$PY" -m pytest -q -p no:cacheprovider tests/test_devices.py ;;
+    notebooks)
+      if [ ${#NOTEBOOKS[@]} -gt 0 ]; then
+        for nb in "${NOTEBOOKS[@]}"; do run_part "nbdev_test $(basename "$nb" .ipynb)" "$BIN/nbdev_test" --path "$nb" --do_print --timing; done
+      else
+        run_part "nbdev_test (all, $WORKERS workers)" "$BIN/nbdev_test" --n_workers "$WORKERS" --do_print --timing
+      fi ;;
+    reproduce)
+      for budget in tiny fast; do
+        run_part "symmetries_reproduce --device cuda --budget $budget" "$PY" -c \
+          'import sys; from symmetries.reproduce import main; main(sys.argv[1:])' --device cuda --budget "$budget" --out "$OUTDIR/reproduce_$budget"
+        [ -f "$OUTDIR/reproduce_$budget/results.md" ] && { echo "--- results.md ($budget)"; cat "$OUTDIR/reproduce_$budget/results.md"; } | tee -a "$LOG" >/dev/null
+      done ;;
+    bench)
+      for script in bench/bench_layers.py bench/bench_models.py bench/bench_meta.py; do
+        [ -f "$script" ] || continue
+        if "$PY" "$script" --help 2>/dev/null | grep -q -- "--device"; then
+          run_part "$script --device cuda" "$PY" "$script" --device cuda
+        else
+          RESULTS+=("$script: SKIPPED (it has no --device option: it measures the CPU only)")
+          echo "----- [$script] SKIPPED: no --device option" | tee -a "$LOG"
+        fi
+      done ;;
+  esac
+done
+
+{ echo "===== gpu_check $STAMP summary"; printf '  %s\n' "${RESULTS[@]}"; } | tee -a "$LOG"
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then   # the device machine's output folder: bring the log and new results back
+  cp "$LOG" "$OUT/" && find bench/results -newer "$OUTDIR" -type f -exec cp {} "$OUT/" \; 2>/dev/null
+  cp -r "$OUTDIR"/reproduce_* "$OUT/" 2>/dev/null || true
+fi
+printf '%s\n' "${RESULTS[@]}" | grep -q "FAIL" && exit 1
+exit 0
