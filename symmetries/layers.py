@@ -16,10 +16,10 @@ from .groups import (
 from .sinkhorn import ws_sinkhorn, nearest_permutation, _check_tau
 
 # %% auto #0
-__all__ = ['SINKHORN_WARN', 'WSLiftConv2d', 'WSGroupConv2d', 'WSLiftConv1d', 'WSGroupConv1d', 'WSLiftConv3d', 'WSGroupConv3d',
-           'rotate_group_signal', 'set_representation_logits', 'group_pool', 'invariant_pool', 'GroupPool',
-           'InvariantPool', 'entropy_regularizer', 'normalization_regularizer', 'FrozenWSConv1d', 'FrozenWSConv2d',
-           'FrozenWSConv3d', 'shared_sinkhorn']
+__all__ = ['INIT_MODES', 'IDENTITY_MASS', 'SINKHORN_WARN', 'WSLiftConv2d', 'WSGroupConv2d', 'WSLiftConv1d', 'WSGroupConv1d',
+           'WSLiftConv3d', 'WSGroupConv3d', 'rotate_group_signal', 'set_representation_logits', 'group_pool',
+           'invariant_pool', 'GroupPool', 'InvariantPool', 'entropy_regularizer', 'normalization_regularizer',
+           'FrozenWSConv1d', 'FrozenWSConv2d', 'FrozenWSConv3d', 'shared_sinkhorn']
 
 # %% ../nbs/03_layers.ipynb #013e88e9
 def _ntuple(x, n, name, least=0):
@@ -28,6 +28,18 @@ def _ntuple(x, n, name, least=0):
         kind = "a positive" if least else "a non-negative"
         raise ValueError(f"{name} must be {kind} int or a tuple of {n} such ints, got {x!r}")
     return t
+
+INIT_MODES = ("rand", "identity", "kaiming_uniform")
+IDENTITY_MASS = 0.75    # init_mode="identity": the diagonal's share of each row of R_g at initialisation
+
+def _init_logits(mode: str, n: int, d: int) -> torch.Tensor:
+    "Initial logits (n, d, d): 'rand' U(0,1) (R ≈ flat 1/d), 'identity' (R ≈ IDENTITY_MASS·I + rest spread) or Kaiming."
+    logits = torch.empty(n, d, d)
+    if mode == "kaiming_uniform": return nn.init.kaiming_uniform_(logits)
+    nn.init.uniform_(logits, 0.0, 1.0)
+    if mode == "identity" and d > 1:        # e^s / (e^s + d - 1) = IDENTITY_MASS on the diagonal, before the noise
+        logits += math.log(IDENTITY_MASS * (d - 1) / (1 - IDENTITY_MASS)) * torch.eye(d)
+    return logits
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 SINKHORN_WARN = 0.1     # warn when a row of R_g misses 1 by more than this after n_iter iterations
@@ -49,7 +61,7 @@ class _WSConv(nn.Module):
                  representations=None,  # None: learned R_g; fixed: a (|G|, d, d) tensor, a `Group` on the k^n positions or "c4"
                  n_iter: int = 20,  # Sinkhorn iterations (at most, see `sinkhorn_tol`)
                  tau: float = 1.0,  # Sinkhorn temperature, > 0
-                 init_mode: str = "rand",  # logits uniform in [0, 1) ("rand") or "kaiming_uniform"
+                 init_mode: str = "rand",  # "rand" (paper: logits uniform in [0, 1)), "identity" or "kaiming_uniform"
                  fix_identity: bool = True,  # R_0 = I, only |G| - 1 matrices learned
                  padding_mode: str = "zeros",  # "zeros" or "circular" (periodic signals)
                  sinkhorn_tol: float | None = 1e-5,  # stop Sinkhorn once rows are this close to 1 (CPU only; None: always n_iter)
@@ -59,8 +71,8 @@ class _WSConv(nn.Module):
         for name, v in dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
                             group_size=group_size, n_iter=n_iter).items():
             if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if init_mode not in ("rand", "kaiming_uniform"):
-            raise ValueError(f"init_mode must be 'rand' or 'kaiming_uniform', got {init_mode!r}")
+        if init_mode not in INIT_MODES:
+            raise ValueError(f"init_mode must be one of {INIT_MODES}, got {init_mode!r}")
         if padding_mode not in ("zeros", "circular"):
             raise ValueError(f"padding_mode must be 'zeros' or 'circular', got {padding_mode!r}")
         if isinstance(padding, str):
@@ -85,9 +97,7 @@ class _WSConv(nn.Module):
         fixed = self._fixed_stack(representations)
         if fixed is None:
             n_learned = group_size - 1 if fix_identity else group_size
-            logits = torch.empty(n_learned, self.d, self.d)
-            if init_mode == "rand": nn.init.uniform_(logits, 0.0, 1.0)
-            else: nn.init.kaiming_uniform_(logits)
+            logits = _init_logits(init_mode, n_learned, self.d)
             self.rep_logits = nn.Parameter(logits)
             self.register_buffer("fixed_representations", None)
         else:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .layers import WSLiftConv2d, WSGroupConv2d, invariant_pool, shared_sinkhorn, _WSConv
 
 # %% auto #0
-__all__ = ['WSModelMixin', 'ws_regularizer', 'CNN', 'WSCNN', 'GCNN', 'ResNet', 'WSResNet', 'GResNet']
+__all__ = ['PAPER_INIT', 'WSModelMixin', 'ws_regularizer', 'CNN', 'WSCNN', 'GCNN', 'ResNet', 'WSResNet', 'GResNet']
 
 # %% ../nbs/04_models.ipynb #1c004a84
 def _check_model_args(positive: dict = {}, non_negative: dict = {}, pool=None):
@@ -77,16 +77,16 @@ class CNN(WSModelMixin, nn.Module):
     def forward(self, x): return self.head(self.features(x).mean((-2, -1)))
 
 class WSCNN(WSModelMixin, nn.Module):
-    "WSCNN for MNIST: lifting + `num_hidden` group layers with learned (or fixed, `representations='c4'`) R_g."
+    "WSCNN for MNIST: lifting + `num_hidden` group layers with learned (or fixed, `representations='c4'`) R_g; see `PAPER_INIT`."
     def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 5,
                  num_hidden: int = 4, group_size: int = 4, representations=None, padding: int = 0, n_iter: int = 20,
-                 init_mode: str = "rand", fix_identity: bool = True, pool: str = "mean"):
+                 init_mode: str = "identity", fix_identity: bool = True, pool: str = "mean", lift_init_mode: str = "rand"):
         super().__init__()
         _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
                                kernel_size=kernel_size, group_size=group_size, n_iter=n_iter), dict(num_hidden=num_hidden), pool)
-        kw = dict(padding=padding, representations=representations, n_iter=n_iter, init_mode=init_mode, fix_identity=fix_identity)
-        self.lift = WSLiftConv2d(in_channels, hidden_channels, kernel_size, group_size, **kw)
-        self.convs = nn.ModuleList(WSGroupConv2d(hidden_channels, hidden_channels, kernel_size, group_size, **kw)
+        kw = dict(padding=padding, representations=representations, n_iter=n_iter, fix_identity=fix_identity)
+        self.lift = WSLiftConv2d(in_channels, hidden_channels, kernel_size, group_size, init_mode=lift_init_mode, **kw)
+        self.convs = nn.ModuleList(WSGroupConv2d(hidden_channels, hidden_channels, kernel_size, group_size, init_mode=init_mode, **kw)
                                    for _ in range(num_hidden))
         self.head = nn.Linear(hidden_channels, num_classes)
         self.pool = pool
@@ -101,6 +101,9 @@ class WSCNN(WSModelMixin, nn.Module):
     def forward(self, x):
         with shared_sinkhorn(self):                          # one Sinkhorn call per matrix size, not one per layer
             return self.head(invariant_pool(self.features(x), self.pool))
+
+PAPER_INIT = dict(lift_init_mode="rand", init_mode="rand")
+"The paper's (and official code's) initialisation: every R_g starts near the flat matrix 1/d (`init_mode='rand'`)."
 
 class GCNN(WSCNN):
     "C4-GCNN for MNIST: `WSCNN` with the fixed ground-truth C4 representations (exactly rotation invariant)."
@@ -162,12 +165,13 @@ class ResNet(_ResNetBase):
 class WSResNet(_ResNetBase):
     "The paper's WSResNet: the ResNet with a lifting layer and weight-sharing group layers (learned R_g by default)."
     def __init__(self, in_channels: int = 3, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 7,
-                 group_size: int = 4, representations=None, n_iter: int = 20, init_mode: str = "rand", fix_identity: bool = True):
+                 group_size: int = 4, representations=None, n_iter: int = 20, init_mode: str = "identity", fix_identity: bool = True,
+                 lift_init_mode: str = "rand"):
         _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
                                kernel_size=kernel_size, group_size=group_size, n_iter=n_iter))
-        kw = dict(padding="same", representations=representations, n_iter=n_iter, init_mode=init_mode, fix_identity=fix_identity)
-        conv = lambda a, b: WSGroupConv2d(a, b, kernel_size, group_size, **kw)
-        super().__init__(WSLiftConv2d(in_channels, hidden_channels, kernel_size, group_size, **kw), conv,
+        kw = dict(padding="same", representations=representations, n_iter=n_iter, fix_identity=fix_identity)
+        conv = lambda a, b: WSGroupConv2d(a, b, kernel_size, group_size, init_mode=init_mode, **kw)
+        super().__init__(WSLiftConv2d(in_channels, hidden_channels, kernel_size, group_size, init_mode=lift_init_mode, **kw), conv,
                          nn.BatchNorm3d, in_channels, num_classes, hidden_channels, kernel_size)
 
 class GResNet(WSResNet):

@@ -16,8 +16,8 @@ from torch.utils.data import Dataset, TensorDataset
 from .utils import default_device, model_device, set_seed, progress, markdown_table
 
 # %% auto #0
-__all__ = ['representation_parameters', 'parameter_groups', 'count_parameters', 'batches', 'accuracy', 'evaluate', 'History',
-           'save_checkpoint', 'load_checkpoint', 'fit']
+__all__ = ['AMP_DTYPES', 'representation_parameters', 'parameter_groups', 'count_parameters', 'batches', 'accuracy', 'evaluate',
+           'History', 'save_checkpoint', 'load_checkpoint', 'fit']
 
 # %% ../nbs/08_train.ipynb #75ddfe22
 def representation_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -129,14 +129,17 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=False)
 
 # %% ../nbs/08_train.ipynb #38da6500
-def _check_fit_args(batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip):
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+def _check_fit_args(batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip, rep_weight_decay=0.0, amp=None):
     "Refuse arguments that would crash deep inside the loop or silently train nothing, naming the argument."
     for name, v in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
     if max_steps_per_epoch is not None and (isinstance(max_steps_per_epoch, bool) or not isinstance(max_steps_per_epoch, numbers.Integral)
                                             or max_steps_per_epoch < 1):
         raise ValueError(f"max_steps_per_epoch must be a positive int or None, got {max_steps_per_epoch!r}")
-    for name, v in (("lr", lr), ("rep_lr", rep_lr), ("weight_decay", weight_decay)):
+    if amp is not None and amp not in AMP_DTYPES: raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    for name, v in (("lr", lr), ("rep_lr", rep_lr), ("weight_decay", weight_decay), ("rep_weight_decay", rep_weight_decay)):
         if v is None and name == "rep_lr": continue
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v >= 0 and math.isfinite(v)):
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -165,7 +168,8 @@ def fit(model: nn.Module,  # the model, trained in place
         batch_size: int = 64,  # examples per step
         lr: float = 1e-2,  # AdamW learning rate of the weights
         rep_lr: float | None = None,  # learning rate of the representation parameters (None: `lr`)
-        weight_decay: float = 0.0,  # AdamW weight decay of the weights (the representations get none)
+        weight_decay: float = 0.0,  # AdamW weight decay of the weights
+        rep_weight_decay: float = 0.0,  # AdamW weight decay of the representation parameters (the authors use their `weight_decay`)
         regularizer: Callable[[nn.Module], torch.Tensor] | None = None,  # `regularizer(model)` is added to the loss, e.g. `ws_regularizer()`
         loss_fn: Callable = F.cross_entropy,  # `loss_fn(outputs, targets)`
         augment: Callable | None = None,  # `augment(inputs, generator=...)`, applied to every training batch
@@ -178,17 +182,19 @@ def fit(model: nn.Module,  # the model, trained in place
         show_progress: bool = True,  # a progress bar per epoch
         eval_batch_size: int = 512,  # batch size on `valid`
         grad_clip: float | None = None,  # clip the gradient norm to this value (None: no clipping)
+        amp: str | None = None,  # mixed precision: None, "bf16" or "fp16" (`torch.autocast`; fp16 with a gradient scaler)
        ) -> History:  # one row of metrics per epoch
     "Train `model` on `train` with AdamW (`rep_lr` for the representation parameters); returns the per-epoch `History`."
     if not isinstance(epochs, int) or epochs < 0: raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
     if scheduler not in (None, "cosine"): raise ValueError(f"scheduler must be None or 'cosine', got {scheduler!r}")
     if resume and checkpoint is None: raise ValueError("resume=True needs a checkpoint path")
-    _check_fit_args(batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip)
+    _check_fit_args(batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip, rep_weight_decay, amp)
     device = default_device(device); train = _as_dataset(train)
     if len(train) == 0: raise ValueError("train is empty: nothing to train on")
     set_seed(seed)
     model.to(device)
-    opt = torch.optim.AdamW(parameter_groups(model, lr, rep_lr, weight_decay), lr=lr)
+    opt = torch.optim.AdamW(parameter_groups(model, lr, rep_lr, weight_decay, rep_weight_decay), lr=lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")   # fp16 gradients underflow without loss scaling
     steps_per_epoch = -(-len(train) // batch_size)
     if max_steps_per_epoch is not None: steps_per_epoch = min(steps_per_epoch, max_steps_per_epoch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch)) if scheduler == "cosine" else None
@@ -206,7 +212,8 @@ def fit(model: nn.Module,  # the model, trained in place
                              "resume with the same scheduler, or start a new run")
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
         if sched is not None: sched.load_state_dict(ck["scheduler"])
-        _resume_hyperparameters(opt, sched, parameter_groups(model, lr, rep_lr, weight_decay), saved, hparams)
+        if ck.get("scaler"): scaler.load_state_dict(ck["scaler"])
+        _resume_hyperparameters(opt, sched, parameter_groups(model, lr, rep_lr, weight_decay, rep_weight_decay), saved, hparams)
         shuffle_gen.set_state(ck["shuffle_gen"]); aug_gen.set_state(ck["aug_gen"])
         history, start = History(ck["history"]), ck["epoch"]
         _set_rng_state(ck["rng"])
@@ -219,13 +226,14 @@ def fit(model: nn.Module,  # the model, trained in place
             if step >= steps_per_epoch: break
             xb, yb = xb.to(device), yb.to(device)
             if augment is not None: xb = augment(xb, generator=aug_gen)
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            reg = regularizer(model) if regularizer is not None else torch.zeros((), device=device)
+            with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp), enabled=amp is not None):
+                out = model(xb)
+                loss = loss_fn(out, yb)
+                reg = regularizer(model) if regularizer is not None else torch.zeros((), device=device)
             opt.zero_grad(set_to_none=True)
-            (loss + reg).backward()
-            if grad_clip: nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
+            scaler.scale(loss + reg).backward()
+            if grad_clip: scaler.unscale_(opt); nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(opt); scaler.update()
             if sched is not None: sched.step()
             # summed on the device: a .item() per step would make the CPU wait for the GPU at every step
             acc = sums["loss"].dtype                          # float64 like the Python floats it replaces: the same numbers
@@ -236,6 +244,8 @@ def fit(model: nn.Module,  # the model, trained in place
         n_seen = max(sums["n"], 1)
         row = {"epoch": epoch + 1, "train_loss": sums["loss"].item() / n_seen, "reg_loss": sums["reg"].item() / n_seen}
         if _integer_targets(train): row["train_accuracy"] = sums["correct"].item() / n_seen
+        if callable(getattr(model, "sinkhorn_error", None)) and count_parameters(model)["representations"]:
+            row["sinkhorn_error"] = model.sinkhorn_error()   # rows of the learned R_g: one read per epoch, also on a GPU
         if valid is not None:
             ev = evaluate(model, valid, loss_fn, eval_batch_size, device)
             row.update({f"valid_{k}": v for k, v in ev.items()})
@@ -245,5 +255,5 @@ def fit(model: nn.Module,  # the model, trained in place
             save_checkpoint(checkpoint, model=model.state_dict(), optimizer=opt.state_dict(),
                             scheduler=sched.state_dict() if sched is not None else None, epoch=epoch + 1,
                             history=list(history), shuffle_gen=shuffle_gen.get_state(), aug_gen=aug_gen.get_state(),
-                            rng=_rng_state(), hparams=hparams)
+                            rng=_rng_state(), hparams=hparams, scaler=scaler.state_dict())
     return history
