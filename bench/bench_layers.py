@@ -17,10 +17,8 @@ einsum kernel expansion, bias added to the output afterwards).
 import argparse, importlib.util, json, os, platform, resource, subprocess, sys, time
 from pathlib import Path
 
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 31), "MALLOC_TRIM_THRESHOLD_": str(2 ** 36)}
-if any(os.environ.get(k) != v for k, v in _MALLOC.items()):
-    os.environ.update(_MALLOC)
-    os.execv(sys.executable, [sys.executable] + sys.argv)
+from benchutil import reexec_with_malloc_settings, device_name, sync as _sync
+reexec_with_malloc_settings()
 
 import torch
 import torch.nn.functional as F
@@ -68,8 +66,7 @@ def sharp_logits(layer, seed=0, scale=8.0, noise=1.0):
     set_representation_logits(layer, perms, scale=scale, noise=noise)
 
 
-def sync():
-    if DEVICE.type == "cuda": torch.cuda.synchronize()
+def sync(): _sync(DEVICE)
 
 
 def layer_case(layer, x, requires_input_grad):
@@ -260,15 +257,6 @@ def plot_sweep(sweep, path):
 
 
 # ---------------------------------------------------------------- main
-def device_name():
-    if DEVICE.type == "cuda": return torch.cuda.get_device_name(DEVICE)
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"): return line.split(":", 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-
 def main():
     global CLOCK, DEVICE, AUTHORS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -304,7 +292,7 @@ def main():
     rounds = a.rounds or (3 if a.quick else 11)
     B = 16 if a.quick else 64             # --quick: a quarter of the paper's batch, only to check that everything runs
     torch.manual_seed(0)
-    res = {"meta": {"torch": torch.__version__, "device": str(DEVICE), "device_name": device_name(), "threads": a.threads,
+    res = {"meta": {"torch": torch.__version__, "device": str(DEVICE), "device_name": device_name(DEVICE), "threads": a.threads,
                     "clock": clock, "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
                     "quick": a.quick, "authors": bool(a.authors),
                     "method": "forward+backward, median over interleaved rounds of (variant / floor) per round"}}

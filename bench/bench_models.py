@@ -15,13 +15,11 @@ backward's operations count too) in one training step, at width 8 and batch 8 (w
 sets the cost). Operations inside a composite operation are not counted separately; no custom operator hides any
 of ours (everything the layers run is plain aten).
 """
-import argparse, collections, json, os, platform, sys, time, warnings
+import argparse, collections, json, platform, sys, time, warnings
 from pathlib import Path
 
-_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 31), "MALLOC_TRIM_THRESHOLD_": str(2 ** 36)}
-if any(os.environ.get(k) != v for k, v in _MALLOC.items()):
-    os.environ.update(_MALLOC)
-    os.execv(sys.executable, [sys.executable] + sys.argv)
+from benchutil import reexec_with_malloc_settings, device_name, sync
+reexec_with_malloc_settings()
 
 import torch
 import torch.nn.functional as F
@@ -73,10 +71,6 @@ def count_ops(fn):
     return c
 
 
-def sync(device):
-    if device.type == "cuda": torch.cuda.synchronize()
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
@@ -92,7 +86,7 @@ def main():
     clock = time.process_time if device.type == "cpu" and a.threads == 1 else time.perf_counter
     B, hidden = (8, 8) if a.quick else (64, 32)
     rounds = a.rounds or (3 if a.quick else 7)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    name = device_name(device)
     res = {"meta": {"torch": torch.__version__, "device": str(device), "device_name": name, "threads": a.threads,
                     "batch": B, "hidden": hidden, "python": platform.python_version()}}
     print(f"{name} ({device}), torch {torch.__version__}, batch {B}, width {hidden}", flush=True)

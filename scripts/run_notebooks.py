@@ -30,7 +30,9 @@ def run_notebook(path, flags):
     shell = CaptureShell(path)
     shell.set_path(Path(path).parent.resolve())
     for cell in nb.cells:
-        if cell.cell_type == "code" and skipped(cell, flags): cell.outputs, cell.execution_count = [], None
+        # every output is cleared first: execnb only replaces the outputs of cells that print something, so a cell
+        # that stopped printing (a fixed warning) would otherwise keep its stale output
+        if cell.cell_type == "code": cell.outputs, cell.execution_count = [], None
     start = time.time()
     cwd = os.getcwd()
     os.chdir(Path(path).parent)

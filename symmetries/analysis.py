@@ -56,7 +56,7 @@ def convex_fit(R: torch.Tensor, group: Group | torch.Tensor, sum_weight: float =
     for r in R:
         w, _ = nnls(A, np.concatenate([r.flatten().numpy(), [sum_weight]]), maxiter=50 * len(P))
         W.append(w / max(w.sum(), 1e-12))
-    W = torch.tensor(np.stack(W))
+    W = torch.tensor(np.stack(W), device=R.device)
     err = (R - torch.einsum("mk,kij->mij", W, P)).flatten(1).norm(dim=1) / math.sqrt(n)
     dw, dom = W.max(1)
     return ConvexFit(W.float(), err.float(), dom, dw.float())

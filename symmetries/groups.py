@@ -58,7 +58,7 @@ def inverse_permutation(perms: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/00_groups.ipynb #b727b8c9
 def _is_perm_rows(perms: torch.Tensor) -> bool:
     n = perms.shape[-1]
-    return bool(((perms >= 0) & (perms < n)).all()) and bool((perms.sort(-1).values == torch.arange(n)).all())
+    return bool(((perms >= 0) & (perms < n)).all()) and bool((perms.sort(-1).values == torch.arange(n, device=perms.device)).all())
 
 def _table_from_perms(perms: torch.Tensor, name: str) -> torch.Tensor:
     "Cayley table of a faithful representation: `T[i, j]` = index of the row equal to perms[i][perms[j]]."
@@ -215,7 +215,7 @@ def group_space_action(g: Group) -> Group:
 def permutation_group(P: torch.Tensor) -> Group | None:
     "The `Group` formed by a stack of permutation matrices (G, d, d), or None if it is not closed under composition."
     perms = matrices_to_perms(P, "P")
-    ident = torch.arange(perms.shape[1])
+    ident = torch.arange(perms.shape[1], device=perms.device)
     is_id = (perms == ident).all(1)
     if not is_id.any() or len({tuple(r) for r in perms.tolist()}) != len(perms): return None
     i0 = int(is_id.nonzero()[0, 0])

@@ -10,7 +10,7 @@ from .tasks import SYNTHETIC_PROBLEMS, make_tasks
 from .utils import set_seed
 
 # %% auto #0
-__all__ = ['CONFIGS', 'SYNTHETIC_CONFIGS', 'PAPER_SYNTHETIC_MSE', 'run_synthetic_table']
+__all__ = ['CONFIGS', 'PAPER_SYNTHETIC_MSE', 'run_synthetic_table']
 
 # %% ../nbs/10_msr_synthetic.ipynb #d5f2dcac
 CONFIGS = {
@@ -23,9 +23,6 @@ CONFIGS = {
                   label="paper: the authors' hyperparameters, 1,000 outer steps x 32 tasks, outer Adam 1e-3, 2,000 held-out tasks"),
 }
 "Outer steps, tasks per step, outer Adam learning rate (and when it starts to decay), held-out tasks and a label: 'tiny' (a smoke run), 'fast' (the default: the paper's budget, tuned schedule), 'paper' (the authors' hyperparameters)."
-
-SYNTHETIC_CONFIGS = {"fast": dict(outer_steps=600, meta_batch=32, outer_lr=3e-3, decay_from=None, test_tasks=500)}
-"Deprecated (the old names: its 'fast' is 600 outer steps, not `CONFIGS['fast']`); kept only until 13_msr_sinkhorn pins its own numbers."
 
 PAPER_SYNTHETIC_MSE = {
     "rank1": {"maml_fc": 3.11, "maml_lc": 2.96, "maml_conv": 0.185, "msr_fc": 0.164},

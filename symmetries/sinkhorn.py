@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_sinkhorn.ipynb #cc3bd475
 from __future__ import annotations
-import math
+import contextlib, math
 
 import numpy as np
 import torch
@@ -93,9 +93,11 @@ def _check_points(check_every: int, n_iter: int) -> set:
 class _SinkhornScaling(torch.autograd.Function):
     "Sinkhorn in scaling form (at most n_iter row-then-column rounds) with a vector-only hand-written backward."
     @staticmethod
-    def forward(ctx, logits, n_iter, tau, tol, check_every):
+    def forward(ctx, logits, n_iter, tau, tol, check_every, floor=None):
         X = logits / tau
-        K = X.sub_(X.amax(-1, keepdim=True)).exp_()            # row shifts cancel in Sinkhorn exactly
+        X.sub_(X.amax(-1, keepdim=True))                        # row shifts cancel in Sinkhorn exactly
+        if floor is not None: X.clamp_min_(-floor)              # GPU: no entry below e^-floor of its row's best
+        K = X.exp_()
         Kt = K.transpose(1, 2)
         checks = _check_points(check_every, n_iter) if tol else set()
         v = K.new_ones(K.shape[0], 1, K.shape[1])               # row vectors: (1, d) @ (d, d) is the fast BLAS path
@@ -134,7 +136,12 @@ class _SinkhornScaling(torch.autograd.Function):
         # sum_t u_t x_t^T + q_t v_{t-1}^T as two batched GEMMs over the iteration axis
         M = torch.matmul(U.squeeze(2).permute(1, 2, 0), torch.cat(xs, 1))
         M.baddbmm_(torch.cat(qs, 1).transpose(1, 2), V.squeeze(2).permute(1, 0, 2))
-        return M.mul_(K).neg_().add_(GP).div_(ctx.tau), None, None, None, None
+        return M.mul_(K).neg_().add_(GP).div_(ctx.tau), None, None, None, None, None
+
+def _no_autocast(device_type: str):
+    "Autocast switched off for `device_type` (a no-op for devices without autocast, e.g. 'meta')."
+    available = getattr(torch.amp, "is_autocast_available", lambda t: t in ("cpu", "cuda"))(device_type)
+    return torch.autocast(device_type, enabled=False) if available else contextlib.nullcontext()
 
 def _check_tau(tau, name="tau"):
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
@@ -153,13 +160,16 @@ def ws_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, tol: f
     if logits.shape[0] == 0: return (logits.clone(), logits.new_zeros(0)) if return_error else logits.clone()
     work = torch.float64 if logits.dtype == torch.float64 else torch.float32
     if max_range is None: max_range = 600.0 if work == torch.float64 else 60.0
-    with torch.autocast(logits.device.type, enabled=False):
+    with _no_autocast(logits.device.type):
         L = logits.to(work)
-        with torch.no_grad():
-            X = L / tau
-            safe = bool((X - X.amax(-1, keepdim=True)).amax(-2).amin() > -max_range)   # every column within e^-max_range
-        if safe: P = _SinkhornScaling.apply(L, n_iter, tau, tol or 0.0, check_every if tol else 0)
-        else: P = sinkhorn(L, n_iter=n_iter, tau=tau)
+        if logits.device.type == "cpu":                         # reading a number back is free here
+            with torch.no_grad():
+                X = L / tau
+                safe = bool((X - X.amax(-1, keepdim=True)).amax(-2).amin() > -max_range)   # every column within e^-max_range
+            if safe: P = _SinkhornScaling.apply(L, n_iter, tau, tol or 0.0, check_every if tol else 0)
+            else: P = sinkhorn(L, n_iter=n_iter, tau=tau)
+        else:                                                   # no host round trip on a GPU: floor the range instead
+            P = _SinkhornScaling.apply(L, n_iter, tau, tol or 0.0, check_every if tol else 0, max_range)
         if return_error:
             with torch.no_grad(): err = (P.sum(-1) - 1).abs().amax(-1)
     P = P.to(logits.dtype)

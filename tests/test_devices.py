@@ -99,14 +99,10 @@ def test_groups_and_sharing():
     assert_cpu(sharing.sharing_linear(x, lin.U, lin.v), sharing.group_average(on_cpu(groups.cyclic_group, 4)))
 
 
-# Known problems in modules this test does not own yet: each xfail is strict, so a fix makes it pass and fail the run
-# until the mark is removed. They matter on a GPU when the input is a CUDA tensor, or under torch.set_default_device.
-@pytest.mark.xfail(strict=True, reason="sharing.orbits makes `labels = torch.arange(N)` without device=perms.device")
 def test_sharing_orbits():
     assert_cpu(sharing.group_sharing_matrix(on_cpu(groups.cyclic_group, 4), on_cpu(groups.cyclic_group, 4)))
 
 
-@pytest.mark.xfail(strict=True, reason="groups.permutation_group makes `ident = torch.arange(n)` without device=perms.device")
 def test_permutation_group():
     assert groups.permutation_group(on_cpu(groups.cyclic_group, 4).matrices()) is not None
 
@@ -243,7 +239,6 @@ def test_fit_and_evaluate(tmp_path):
 
 
 # ---- analysis ----------------------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="analysis.convex_fit makes `W = torch.tensor(np.stack(W))` without device=R.device")
 def test_analysis():
     g = on_cpu(groups.cyclic_group, 4)
     R = on_cpu(lambda: g.matrices() * 0.9 + 0.1 / 4)
@@ -262,7 +257,6 @@ def test_run_synthetic_table():
     assert set(out["rank1"]) == {"maml_conv", "msr_fc"}
 
 
-@pytest.mark.xfail(strict=True, reason="run_toy calls analysis.convex_fit (see test_analysis)")
 def test_ws_toy_runners():
     for res in (ws_toys.run_shift_toy("equivariant", n=4, epochs=1, n_samples=16, n_test=8, device="cpu"),
                 ws_toys.run_rotation_toy("invariant", k=3, epochs=1, n_samples=16, n_test=8, device="cpu"),
@@ -284,9 +278,7 @@ def test_run_cifar(monkeypatch):
     assert all(0 <= a <= 1 for a in accs.values())
 
 
-@pytest.mark.parametrize("only", [["msr_synthetic", "rotated_digits"],
-                                  pytest.param(["ws_shift_toy"], marks=pytest.mark.xfail(
-                                      strict=True, reason="the shift toy calls analysis.convex_fit (see test_analysis)"))])
+@pytest.mark.parametrize("only", [["msr_synthetic", "rotated_digits"], ["ws_shift_toy"]])
 def test_reproduce_tiny(tmp_path, only):
     # the main job's plumbing at the tiny budget (seconds of CPU)
     res = reproduce.reproduce(tmp_path, budget="tiny", only=only, device="cpu", quiet=True)
@@ -297,12 +289,10 @@ def test_reproduce_tiny(tmp_path, only):
 # `meta` as the *model's* device (a stand-in for CUDA): the data stay on the CPU, so an entry point that does not move
 # them to the model's device raises "Tensor on device cpu is not on the expected device meta", and a host sync on the
 # hot path (`.item()`, `bool(tensor)`, `.cpu()`), which makes the CPU wait for the GPU, raises "cannot be called on meta".
-SYNCS_IN_SINKHORN = "sinkhorn.ws_sinkhorn syncs with the host on every call: `safe = bool(X.amax(-2).amin() > -max_range)`"
 
 
 @pytest.mark.parametrize("name,problem,kw", [
-    pytest.param(*c, marks=pytest.mark.xfail(strict=True, reason=SYNCS_IN_SINKHORN)) if c[0] == "sinkhorn_fc" else c
-    for c in META_CASES], ids=[c[0] for c in META_CASES])
+    c for c in META_CASES], ids=[c[0] for c in META_CASES])
 def test_batch_follows_the_model(name, problem, kw):
     ts = small_tasks(problem)
     learner = on_cpu(lambda: meta.MSRMAML(meta.make_meta_model(name, ts, **kw), lr=0.1)).to("meta")
@@ -314,7 +304,7 @@ def test_batch_follows_the_model(name, problem, kw):
     assert all(p.device.type == "meta" for p in meta.adapt_tasks(learner, batch, create_graph=False).values())
 
 
-@pytest.mark.parametrize("name", ["cnn", "gcnn", pytest.param("wscnn", marks=pytest.mark.xfail(strict=True, reason=SYNCS_IN_SINKHORN))])
+@pytest.mark.parametrize("name", ["cnn", "gcnn", "wscnn"])
 def test_models_without_host_syncs(name):
     model = on_cpu(ws_mnist.make_digit_model, name, hidden=4, num_hidden=1, kernel_size=3).to("meta")
     out = model(torch.randn(2, 1, 8, 8, device="meta"))

@@ -204,28 +204,19 @@ def report(stem, what, found):
     return f"{stem}.html: {what}:\n  " + "\n  ".join(found)
 
 
+FAULTS = {
+    "tex": "raw TeX in the text (a $...$ that did not become a formula, or a \\command)",
+    "warnings": "Python warnings or tracebacks in the saved outputs",
+    "pipes": "markdown tables printed as text (display(Markdown(...)) shows them as tables)",
+    "docstrings": "show_doc docstrings whose italics a `*` broke (write k*k as `k*k` or k·k)",
+}
+
+
+@pytest.mark.parametrize("kind", FAULTS)
 @pytest.mark.parametrize("nb", PAGES, ids=[p.stem for p in PAGES])
-def test_no_raw_tex(faults, nb):
-    found = faults(nb.stem)["tex"]
-    assert not found, report(nb.stem, "raw TeX in the text (a $...$ that did not become a formula, or a \\command)", found)
-
-
-@pytest.mark.parametrize("nb", PAGES, ids=[p.stem for p in PAGES])
-def test_no_warnings_in_outputs(faults, nb):
-    found = faults(nb.stem)["warnings"]
-    assert not found, report(nb.stem, "Python warnings or tracebacks in the saved outputs", found)
-
-
-@pytest.mark.parametrize("nb", PAGES, ids=[p.stem for p in PAGES])
-def test_no_raw_markdown_tables(faults, nb):
-    found = faults(nb.stem)["pipes"]
-    assert not found, report(nb.stem, "markdown tables printed as text (display(Markdown(...)) shows them as tables)", found)
-
-
-@pytest.mark.parametrize("nb", PAGES, ids=[p.stem for p in PAGES])
-def test_docstrings_render_as_written(faults, nb):
-    found = faults(nb.stem)["docstrings"]
-    assert not found, report(nb.stem, "show_doc docstrings whose italics a `*` broke (write k*k as `k*k` or k·k)", found)
+def test_page_has_no_rendering_faults(faults, nb, kind):
+    found = faults(nb.stem)[kind]
+    assert not found, report(nb.stem, FAULTS[kind], found)
 
 
 SAMPLE = r"""<!doctype html><html><body><main class="content">

@@ -1,0 +1,28 @@
+"""What the benchmark scripts share: glibc's allocator settings, the device's name, and synchronisation."""
+import os, platform, sys
+
+import torch
+
+_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 31), "MALLOC_TRIM_THRESHOLD_": str(2 ** 36)}
+
+
+def reexec_with_malloc_settings():
+    "Re-execute the script with glibc's mmap/trim thresholds set high (else every fresh 10-20 MB activation page-faults)."
+    if any(os.environ.get(k) != v for k, v in _MALLOC.items()):
+        os.environ.update(_MALLOC)
+        os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
+def device_name(device: torch.device) -> str:
+    "The GPU's name, or the CPU's model name."
+    if device.type == "cuda": return torch.cuda.get_device_name(device)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"): return line.split(":", 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
+
+def sync(device: torch.device):
+    "Wait for the GPU (a no-op on the CPU), so that a clock read after it measures finished work."
+    if device.type == "cuda": torch.cuda.synchronize(device)
