@@ -15,8 +15,8 @@ width 16), kernel 5, |G| = 4, batch 64, AdamW lr 1e-2 (representations: lr 1e-2)
   wscnn paper init, R frozen      the same, representation learning rate 0: R_g stay at their initial value
   wscnn flat R fixed              R_g = 1/d exactly (g != e), fixed: what the paper init amounts to
   wscnn identity R fixed          R_g = I (fixed): |G| copies of a CNN
-  wscnn identity init             every layer starts near the identity (learned)
-  wscnn default                   the library's default: lifting near 1/d (paper), group layers near the identity
+  wscnn identity init (default)   every layer starts near the identity (learned): the library's default
+  wscnn flat lifting, identity group   the lifting layer near 1/d (paper), the group layers near the identity
   wscnn paper init, rep lr 0.1    a faster representation learning rate instead
 
 `discovery`: a shallow network (14x14, 2 group layers, width 8, AdamW lr 3e-3, no weight decay) where the paper's
@@ -53,8 +53,8 @@ VARIANTS = {
     "wscnn paper init, R frozen": dict(model="wscnn", init=PAPER_INIT, rep_lr=0.0),
     "wscnn flat R fixed": dict(model="fixed", fixed="flat"),
     "wscnn identity R fixed": dict(model="fixed", fixed="identity"),
-    "wscnn identity init": dict(model="wscnn", init=dict(lift_init_mode="identity", init_mode="identity")),
-    "wscnn default": dict(model="wscnn", init={}),
+    "wscnn identity init (default)": dict(model="wscnn", init={}),
+    "wscnn flat lifting, identity group": dict(model="wscnn", init=dict(lift_init_mode="rand")),
     "wscnn paper init, rep lr 0.1": dict(model="wscnn", init=PAPER_INIT, rep_lr=0.1),
 }
 DISCOVERY = {

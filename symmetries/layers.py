@@ -16,10 +16,11 @@ from .groups import (
 from .sinkhorn import ws_sinkhorn, nearest_permutation, _check_tau
 
 # %% auto #0
-__all__ = ['INIT_MODES', 'IDENTITY_MASS', 'SINKHORN_WARN', 'WSLiftConv2d', 'WSGroupConv2d', 'WSLiftConv1d', 'WSGroupConv1d',
-           'WSLiftConv3d', 'WSGroupConv3d', 'rotate_group_signal', 'set_representation_logits', 'group_pool',
-           'invariant_pool', 'GroupPool', 'InvariantPool', 'entropy_regularizer', 'normalization_regularizer',
-           'FrozenWSConv1d', 'FrozenWSConv2d', 'FrozenWSConv3d', 'shared_sinkhorn']
+__all__ = ['INIT_MODES', 'IDENTITY_MASS', 'SINKHORN_WARN', 'SinkhornConvergenceWarning', 'WSLiftConv2d', 'WSGroupConv2d',
+           'WSLiftConv1d', 'WSGroupConv1d', 'WSLiftConv3d', 'WSGroupConv3d', 'rotate_group_signal',
+           'set_representation_logits', 'group_pool', 'invariant_pool', 'GroupPool', 'InvariantPool',
+           'entropy_regularizer', 'normalization_regularizer', 'FrozenWSConv1d', 'FrozenWSConv2d', 'FrozenWSConv3d',
+           'shared_sinkhorn']
 
 # %% ../nbs/03_layers.ipynb #013e88e9
 def _ntuple(x, n, name, least=0):
@@ -43,6 +44,9 @@ def _init_logits(mode: str, n: int, d: int) -> torch.Tensor:
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 SINKHORN_WARN = 0.1     # warn when a row of R_g misses 1 by more than this after n_iter iterations
+
+class SinkhornConvergenceWarning(UserWarning):
+    "A learned layer's Sinkhorn iterations ended with rows of R_g far from summing to 1."
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
 
 class _WSConv(nn.Module):
@@ -159,7 +163,7 @@ class _WSConv(nn.Module):
             warnings.warn(f"{type(self).__name__}: after n_iter={self.n_iter} Sinkhorn iterations (tau={self.tau}) rows of R_g "
                           f"still miss 1 by up to {float(err.max()):.3g}, so R_g is not doubly stochastic. Raise n_iter (see "
                           "02_sinkhorn: sharper logits need more iterations) or keep the logits' scale down "
-                          "(normalization_loss); `layer.sinkhorn_error` holds the latest values.", stacklevel=3)
+                          "(normalization_loss); `layer.sinkhorn_error` holds the latest values.", SinkhornConvergenceWarning)
 
     def representations(self) -> torch.Tensor:
         "The |G| matrices (G, d, d): identity + Sinkhorn(logits) when learned, else the fixed buffer."

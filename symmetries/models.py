@@ -80,7 +80,7 @@ class WSCNN(WSModelMixin, nn.Module):
     "WSCNN for MNIST: lifting + `num_hidden` group layers with learned (or fixed, `representations='c4'`) R_g; see `PAPER_INIT`."
     def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 5,
                  num_hidden: int = 4, group_size: int = 4, representations=None, padding: int = 0, n_iter: int = 20,
-                 init_mode: str = "identity", fix_identity: bool = True, pool: str = "mean", lift_init_mode: str = "rand"):
+                 init_mode: str = "identity", fix_identity: bool = True, pool: str = "mean", lift_init_mode: str = "identity"):
         super().__init__()
         _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
                                kernel_size=kernel_size, group_size=group_size, n_iter=n_iter), dict(num_hidden=num_hidden), pool)
@@ -166,7 +166,7 @@ class WSResNet(_ResNetBase):
     "The paper's WSResNet: the ResNet with a lifting layer and weight-sharing group layers (learned R_g by default)."
     def __init__(self, in_channels: int = 3, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 7,
                  group_size: int = 4, representations=None, n_iter: int = 20, init_mode: str = "identity", fix_identity: bool = True,
-                 lift_init_mode: str = "rand"):
+                 lift_init_mode: str = "identity"):
         _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
                                kernel_size=kernel_size, group_size=group_size, n_iter=n_iter))
         kw = dict(padding="same", representations=representations, n_iter=n_iter, fix_identity=fix_identity)

@@ -49,8 +49,8 @@ def experiment_config(name: str, budget: str) -> tuple[dict, str]:
 
 # rough wall time of each experiment on a 2-core CPU (measured on this project's machine; rotated digits at `paper`
 # from the time per training step of its three networks at batch 64)
-CPU_SECONDS = {"tiny": {"msr_synthetic": 2, "ws_shift_toy": 5, "rotated_digits": 2},
-               "fast": {"msr_synthetic": 30, "ws_shift_toy": 25, "rotated_digits": 130},
+CPU_SECONDS = {"tiny": {"msr_synthetic": 2, "ws_shift_toy": 5, "rotated_digits": 15},
+               "fast": {"msr_synthetic": 45, "ws_shift_toy": 45, "rotated_digits": 195},
                "paper": {"msr_synthetic": 65, "ws_shift_toy": 50, "rotated_digits": 950_000}}
 "Rough seconds per experiment and budget on a 2-core CPU: what the main job announces, and the basis of its `--full` warning."
 
@@ -193,7 +193,8 @@ def results_markdown(results: dict, details: dict | None = None) -> str:
                f"| ours (`{budget}`) | " + " | ".join(_fmt(results['rotated_digits'].get(m), pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |",
                "| reference | " + " | ".join(_fmt(ref[m], pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |", "",
                f"Reference row: {ref['source']}. GCNN has the rotation symmetry built in (fixed C4 representations); "
-               "WSCNN is the same network learning its representations.", ""]
+               "WSCNN is the same network learning its representations, started near the identity (the library's "
+               "default; the paper's flat start underfits at the paper's depth, see nbs/17_ws_learning.ipynb).", ""]
     files = ["results.json", "results.md", *meta["figures"]]
     md += ["## This run", "",
            "Wall time: " + (", ".join(f"{k} {_duration(v)}" for k, v in meta["seconds"].items()) or "nothing finished yet") + ".", "",
