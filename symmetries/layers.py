@@ -205,7 +205,8 @@ class _WSConv(nn.Module):
         if not self._cacheable():
             self._kernel_cache = None
             return self._expand()
-        if not self._cache_valid(): self._kernel_cache = (self._cache_key(), self._expand())
+        key = self._cache_key()
+        if self._kernel_cache is None or self._kernel_cache[0] != key: self._kernel_cache = (key, self._expand())
         return self._kernel_cache[1]
 
     def kernel_bias(self) -> torch.Tensor | None:
@@ -239,11 +240,11 @@ class _WSConv(nn.Module):
         if any(s > 1 for s in self.stride):
             lo, hi = self._pads()
             sizes = x.shape[-self.spatial_dims:]
-            bad = [n for n, l, h, s in zip(sizes, lo, hi, self.stride) if (n + l + h - self.kernel_size) % s]
-            if bad: raise ValueError(
+            spans = [n + l + h - self.kernel_size for n, l, h in zip(sizes, lo, hi)]
+            if any(span % s for span, s in zip(spans, self.stride)): raise ValueError(
                 f"{type(self).__name__} with fixed representations, stride={self.stride} and input size {tuple(sizes)}: "
-                f"the strided sampling grid is not symmetric (size + padding - kernel_size = "
-                f"{[n + l + h - self.kernel_size for n, l, h in zip(sizes, lo, hi)]} is not a multiple of the stride), "
+                f"the strided sampling grid is not symmetric (size + padding - kernel_size = {spans} is not a multiple "
+                "of the stride), "
                 "so the output would not be exactly equivariant; crop or pad the input so that it is")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

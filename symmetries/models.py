@@ -99,7 +99,7 @@ class WSCNN(WSModelMixin, nn.Module):
         return x
 
     def forward(self, x):
-        with shared_sinkhorn(self):                          # one Sinkhorn call per matrix size, not one per layer
+        with shared_sinkhorn(self):                          # one Sinkhorn call for all layers, not one per layer
             return self.head(invariant_pool(self.features(x), self.pool))
 
 PAPER_INIT = dict(lift_init_mode="rand", init_mode="rand")
