@@ -17,7 +17,7 @@ from .utils import default_device, model_device, set_seed, progress, markdown_ta
 
 # %% auto #0
 __all__ = ['AMP_DTYPES', 'representation_parameters', 'parameter_groups', 'count_parameters', 'batches', 'accuracy', 'evaluate',
-           'History', 'save_checkpoint', 'load_checkpoint', 'fit']
+           'History', 'save_checkpoint', 'CheckpointError', 'load_checkpoint', 'NonFiniteLossError', 'fit']
 
 # %% ../nbs/08_train.ipynb #75ddfe22
 def representation_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -124,12 +124,46 @@ def save_checkpoint(path: str, **state):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp"; torch.save(state, tmp); os.replace(tmp, path)
 
-def load_checkpoint(path: str, map_location="cpu") -> dict:
-    "Read a checkpoint written by `save_checkpoint`."
-    return torch.load(path, map_location=map_location, weights_only=False)
+class CheckpointError(RuntimeError):
+    "A checkpoint file that exists but cannot be read back (truncated, overwritten, or not a checkpoint)."
+
+def load_checkpoint(path: str, map_location="cpu", needs: tuple = ()) -> dict:
+    "Read a checkpoint written by `save_checkpoint`; a file that cannot be read raises `CheckpointError` naming it and the way out."
+    try: state = torch.load(path, map_location=map_location, weights_only=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError): raise     # these errors already name the file and the cause
+    except Exception as e:      # a truncated zip archive, a half-written pickle, an unrelated file: torch's errors vary
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        raise CheckpointError(f"the checkpoint {path} is damaged and cannot be read ({reason}); delete it to start afresh, "
+                              "or call fit with resume=False") from e
+    missing = [k for k in needs if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"the checkpoint {path} is not one that fit wrote (no {', '.join(missing)}); delete it to "
+                              "start afresh, or call fit with resume=False")
+    return state
 
 # %% ../nbs/08_train.ipynb #38da6500
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+class NonFiniteLossError(FloatingPointError):
+    "Training stopped because the loss (or the weights) stopped being finite: every later step would train on NaNs."
+
+def _check_each_step(device: torch.device) -> bool:
+    "Test the loss for NaN/inf at every step? On a CPU it costs nothing; on a GPU it would make the CPU wait for every step."
+    return device.type == "cpu"
+
+def _all_finite(model: nn.Module) -> bool:
+    "True when every parameter of `model` is finite (one read, however many parameters)."
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+def _non_finite_message(what: str, epoch: int, epochs: int, step: int | None, steps: int, saved: str | None, lr, grad_clip, amp) -> str:
+    "One message for a run that went non-finite: what, where, what is kept, and what to try."
+    where = f"epoch {epoch} of {epochs}" + (f", step {step} of {steps}" if step is not None else "")
+    kept = (f" The checkpoint {saved} still holds the last finite epoch ({epoch - 1})." if saved else "")
+    tips = [f"a smaller lr (this run: {lr:g})", "checking the inputs and targets for NaN or inf (torch.isfinite(x).all())"]
+    if grad_clip is None: tips.insert(1, "grad_clip=1.0")
+    if amp == "fp16": tips.append("amp='bf16' or None instead of 'fp16'")
+    return f"{what} at {where}: training stopped.{kept} Try " + ", ".join(tips) + "."
 
 def _check_fit_args(batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip, rep_weight_decay=0.0, amp=None):
     "Refuse arguments that would crash deep inside the loop or silently train nothing, naming the argument."
@@ -205,7 +239,7 @@ def fit(model: nn.Module,  # the model, trained in place
     aug_gen = torch.Generator().manual_seed(seed + 1)
     history, start = History(), 0
     if resume and os.path.exists(checkpoint):
-        ck = load_checkpoint(checkpoint)
+        ck = load_checkpoint(checkpoint, needs=("model", "optimizer", "epoch", "history", "rng"))
         saved = ck.get("hparams")
         if saved is not None and saved["scheduler"] != scheduler:
             raise ValueError(f"scheduler={scheduler!r}, but the checkpoint {checkpoint} was written with scheduler={saved['scheduler']!r}: "
@@ -217,9 +251,14 @@ def fit(model: nn.Module,  # the model, trained in place
         shuffle_gen.set_state(ck["shuffle_gen"]); aug_gen.set_state(ck["aug_gen"])
         history, start = History(ck["history"]), ck["epoch"]
         _set_rng_state(ck["rng"])
+    each_step = _check_each_step(device)
+    saved = checkpoint if checkpoint is not None and start > 0 else None      # holds the last finite epoch, when there is one
+    stop = lambda what, epoch, step: NonFiniteLossError(_non_finite_message(what, epoch + 1, epochs, step, steps_per_epoch, saved,
+                                                                             lr, grad_clip, amp))
     for epoch in range(start, epochs):
         model.train(); t0 = time.time()
         sums = {"loss": _accumulator(device), "reg": _accumulator(device), "correct": _accumulator(device), "n": 0}
+        first_bad = torch.full((), -1, dtype=torch.long, device=device)   # the first step with a non-finite loss, kept on the device
         bar = progress(batches(train, batch_size, True, shuffle_gen), total=steps_per_epoch,
                        desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=None if show_progress else True)
         for step, (xb, yb) in enumerate(bar):
@@ -230,8 +269,13 @@ def fit(model: nn.Module,  # the model, trained in place
                 out = model(xb)
                 loss = loss_fn(out, yb)
                 reg = regularizer(model) if regularizer is not None else torch.zeros((), device=device)
+            total = loss + reg
+            if each_step:        # on a CPU: stop before the step that would write NaNs into the weights
+                if not torch.isfinite(total.detach()).all(): raise stop(f"the training loss is not finite ({total.item()})", epoch, step + 1)
+            else:                # on a GPU: noted on the device, read once at the end of the epoch (no wait per step)
+                first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(total.detach()), step + 1)
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss + reg).backward()
+            scaler.scale(total).backward()
             if grad_clip: scaler.unscale_(opt); nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             scaler.step(opt); scaler.update()
             if sched is not None: sched.step()
@@ -242,6 +286,8 @@ def fit(model: nn.Module,  # the model, trained in place
             if not yb.is_floating_point(): sums["correct"] += (out.argmax(-1) == yb).sum()
             if step % 10 == 0 and not getattr(bar, "disable", True): bar.set_postfix(loss=f"{loss.item():.4f}")
         n_seen = max(sums["n"], 1)
+        if not each_step and (bad := int(first_bad)) > 0: raise stop("the training loss is not finite", epoch, bad)
+        if not _all_finite(model): raise stop("the weights are not finite (the loss still was)", epoch, None)
         row = {"epoch": epoch + 1, "train_loss": sums["loss"].item() / n_seen, "reg_loss": sums["reg"].item() / n_seen}
         if _integer_targets(train): row["train_accuracy"] = sums["correct"].item() / n_seen
         if callable(getattr(model, "sinkhorn_error", None)) and count_parameters(model)["representations"]:
@@ -256,4 +302,5 @@ def fit(model: nn.Module,  # the model, trained in place
                             scheduler=sched.state_dict() if sched is not None else None, epoch=epoch + 1,
                             history=list(history), shuffle_gen=shuffle_gen.get_state(), aug_gen=aug_gen.get_state(),
                             rng=_rng_state(), hparams=hparams, scaler=scaler.state_dict())
+            saved = checkpoint
     return history
