@@ -5,24 +5,30 @@
 # %% ../nbs/03_layers.ipynb #cd9aca67
 from __future__ import annotations
 import math, warnings
-from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 from .groups import (
     Group, rotation_group, group_space_action, matrices_to_perms, inverse_permutation, describe_group, permutation_group)
-from .sinkhorn import ws_sinkhorn, nearest_permutation, _check_tau
+from .sinkhorn import ws_sinkhorn, ws_sinkhorn_blocks, nearest_permutation, _check_tau
 
 # %% auto #0
-__all__ = ['INIT_MODES', 'IDENTITY_MASS', 'SINKHORN_WARN', 'SinkhornConvergenceWarning', 'WSLiftConv2d', 'WSGroupConv2d',
-           'WSLiftConv1d', 'WSGroupConv1d', 'WSLiftConv3d', 'WSGroupConv3d', 'rotate_group_signal',
-           'set_representation_logits', 'group_pool', 'invariant_pool', 'GroupPool', 'InvariantPool',
-           'entropy_regularizer', 'normalization_regularizer', 'FrozenWSConv1d', 'FrozenWSConv2d', 'FrozenWSConv3d',
-           'shared_sinkhorn']
+__all__ = ['INIT_MODES', 'IDENTITY_MASS', 'SINKHORN_WARN', 'check_int', 'SinkhornConvergenceWarning', 'WSConv', 'WSLiftConv2d',
+           'WSGroupConv2d', 'WSLiftConv1d', 'WSGroupConv1d', 'WSLiftConv3d', 'WSGroupConv3d', 'rotate_group_signal',
+           'set_representation_logits', 'sinkhorn_layers', 'group_pool', 'invariant_pool', 'GroupPool', 'InvariantPool',
+           'FrozenWSConv1d', 'FrozenWSConv2d', 'FrozenWSConv3d', 'entropy_regularizer', 'normalization_regularizer']
 
-# %% ../nbs/03_layers.ipynb #013e88e9
+# %% ../nbs/03_layers.ipynb #5f377a75
+def check_int(value, name: str, minimum: int = 1) -> int:
+    "`value` when it is an int >= `minimum` (bools refused), else a ValueError naming `name`: the size check of layers and models."
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return value
+
 def _ntuple(x, n, name, least=0):
     t = tuple(x) if isinstance(x, (tuple, list)) else (x,) * n
     if len(t) != n or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in t):
@@ -49,8 +55,9 @@ class SinkhornConvergenceWarning(UserWarning):
     "A learned layer's Sinkhorn iterations ended with rows of R_g far from summing to 1."
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
 
-class _WSConv(nn.Module):
-    "Shared implementation of the weight-sharing lifting / group convolutions (see the subclasses)."
+# %% ../nbs/03_layers.ipynb #3cd47f41
+class WSConv(nn.Module):
+    "A convolution whose kernel stack is W_g = R_g θ, with learned doubly stochastic R_g or fixed ones: the base of every `WS…Conv…d`."
     spatial_dims: int = 2
     lifting: bool = True
 
@@ -65,7 +72,7 @@ class _WSConv(nn.Module):
                  representations=None,  # None: learned R_g; fixed: a (|G|, d, d) tensor, a `Group` on the k^n positions or "c4"
                  n_iter: int = 20,  # Sinkhorn iterations (at most, see `sinkhorn_tol`)
                  tau: float = 1.0,  # Sinkhorn temperature, > 0
-                 init_mode: str = "rand",  # "rand" (paper: logits uniform in [0, 1)), "identity" or "kaiming_uniform"
+                 init_mode: str = "rand",  # "rand" (the paper's start, R_g ≈ flat), "identity" (the deep models' start, see above) or "kaiming_uniform"
                  fix_identity: bool = True,  # R_0 = I, only |G| - 1 matrices learned
                  padding_mode: str = "zeros",  # "zeros" or "circular" (periodic signals)
                  sinkhorn_tol: float | None = 1e-5,  # stop Sinkhorn once rows are this close to 1 (CPU only; None: always n_iter)
@@ -73,8 +80,7 @@ class _WSConv(nn.Module):
         super().__init__()
         nd = self.spatial_dims
         for name, v in dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
-                            group_size=group_size, n_iter=n_iter).items():
-            if not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
+                            group_size=group_size, n_iter=n_iter).items(): check_int(v, name)
         if init_mode not in INIT_MODES:
             raise ValueError(f"init_mode must be one of {INIT_MODES}, got {init_mode!r}")
         if padding_mode not in ("zeros", "circular"):
@@ -82,7 +88,7 @@ class _WSConv(nn.Module):
         if isinstance(padding, str):
             if padding not in ("same", "valid"): raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
         else: padding = _ntuple(padding, nd, "padding")
-        if sinkhorn_tol is not None and not (isinstance(sinkhorn_tol, (int, float)) and sinkhorn_tol > 0):
+        if sinkhorn_tol is not None and (isinstance(sinkhorn_tol, bool) or not isinstance(sinkhorn_tol, (int, float)) or not sinkhorn_tol > 0):
             raise ValueError(f"sinkhorn_tol must be a number > 0 or None, got {sinkhorn_tol!r}")
         self.in_channels, self.out_channels, self.kernel_size, self.group_size = in_channels, out_channels, kernel_size, group_size
         self.stride, self.padding, self.padding_mode = _ntuple(stride, nd, "stride", least=1), padding, padding_mode
@@ -113,7 +119,7 @@ class _WSConv(nn.Module):
                              "equivariant: use an odd kernel_size or a symmetric int padding")
         self.register_buffer("_perm_index", None, persistent=False)
         self._refresh_index()
-        self._shared_R, self._kernel_cache, self._warned = None, None, False
+        self._kernel_cache, self._warned = None, False
         self.sinkhorn_error = None      # largest |row sum - 1| of each learned R_g, from the last Sinkhorn call
 
     def _fixed_stack(self, reps):
@@ -148,9 +154,10 @@ class _WSConv(nn.Module):
     @property
     def learned(self) -> bool: "True when the representations are learned (not a fixed buffer)."; return self.rep_logits is not None
 
-    def _sinkhorn(self) -> torch.Tensor:
-        "Sinkhorn(logits) of the learned matrices: taken from `shared_sinkhorn` when it ran, else computed here."
-        if self._shared_R is not None: return self._shared_R
+    def sinkhorn(self) -> torch.Tensor:
+        "R = Sinkhorn(logits): the learned R_g (|G| - 1 of them when the identity is anchored); keeps `sinkhorn_error`."
+        if not self.learned: raise ValueError(f"{type(self).__name__} has fixed representations: there is no Sinkhorn to run")
+        # ws_sinkhorn: the scaling form with a hand-written backward, 02_sinkhorn "A fast Sinkhorn for the layers"
         R, err = ws_sinkhorn(self.rep_logits, self.n_iter, self.tau, tol=self.sinkhorn_tol, return_error=True)
         self._note_error(err)
         return R
@@ -165,172 +172,155 @@ class _WSConv(nn.Module):
                           "02_sinkhorn: sharper logits need more iterations) or keep the logits' scale down "
                           "(normalization_loss); `layer.sinkhorn_error` holds the latest values.", SinkhornConvergenceWarning)
 
-    def representations(self) -> torch.Tensor:
-        "The |G| matrices (G, d, d): identity + Sinkhorn(logits) when learned, else the fixed buffer."
-        if not self.learned: return self.fixed_representations
-        R = self._sinkhorn()
+    def _learned_R(self, R: torch.Tensor | None) -> torch.Tensor | None:
+        "The learned R_g of this call: `R` when the caller computed it (e.g. a model, once per step), else Sinkhorn here; None when fixed."
+        if not self.learned:
+            if R is not None: raise ValueError(f"{type(self).__name__} has fixed representations: R must be None")
+            return None
+        if R is None: return self.sinkhorn()
+        if not isinstance(R, torch.Tensor) or R.shape != self.rep_logits.shape:
+            got = tuple(R.shape) if isinstance(R, torch.Tensor) else type(R).__name__
+            raise ValueError(f"R must be this layer's `sinkhorn()` output, shape {tuple(self.rep_logits.shape)}, got {got}")
+        return R
+
+    def representations(self, R: torch.Tensor | None = None) -> torch.Tensor:
+        "The |G| matrices (G, d, d): the anchored identity and the learned R_g (`R`, or Sinkhorn here), else the fixed buffer."
+        R = self._learned_R(R)
+        if R is None: return self.fixed_representations
         if not self.fix_identity: return R
         eye = torch.eye(self.d, dtype=R.dtype, device=R.device).unsqueeze(0)
         return torch.cat([eye, R], 0)
-
-    def _expand(self) -> torch.Tensor:
-        O, C, d, G, k = self.out_channels, self.in_channels, self.d, self.group_size, self.kernel_size
-        theta = self.weight.reshape(O * C, d)
-        if self._perm_index is not None:                          # fixed permutations: a gather, no matmul
-            W = theta[:, self._perm_index]
-        elif not self.learned:
-            W = theta @ self.fixed_representations.reshape(G * d, d).T
-        else:
-            R = self._sinkhorn()
-            W = theta @ R.reshape(-1, d).T                        # W[oc, (g, i)] = Σ_j R_g[i, j] θ[oc, j]
-            if self.fix_identity: W = torch.cat([theta.to(W.dtype), W], 1)   # anchored g = 0: W_0 = θ, no matmul
-        W = W.view(O, C, G, d).transpose(1, 2)
-        return W.reshape(O * G, C * self.group_in, *(k,) * self.spatial_dims)
-
-    def _cacheable(self) -> bool:
-        "Inference: eval mode and no gradient wanted for the parameters, so the expanded kernel can be reused."
-        return not self.training and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
-
-    def _cache_key(self):
-        dev = self.weight.device.type
-        amp = (torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev)) if dev in ("cpu", "cuda") else None
-        return tuple((t.data_ptr(), t._version, t.dtype) for t in (self.weight, self.bias, self.rep_logits,
-                                                                  self.fixed_representations) if t is not None) + (amp,)
-
-    def _cache_valid(self) -> bool:
-        return self._cacheable() and self._kernel_cache is not None and self._kernel_cache[0] == self._cache_key()
-
-    def kernel(self) -> torch.Tensor:
-        "The expanded kernel (|G|·O, |G_in|·C, k, ..., k) of the single convolution: W_g = R_g θ (cached in inference)."
-        if not self._cacheable():
-            self._kernel_cache = None
-            return self._expand()
-        key = self._cache_key()
-        if self._kernel_cache is None or self._kernel_cache[0] != key: self._kernel_cache = (key, self._expand())
-        return self._kernel_cache[1]
-
-    def kernel_bias(self) -> torch.Tensor | None:
-        "Per-output-channel bias repeated over G: (|G|·O,), fused into the convolution."
-        return None if self.bias is None else self.bias.repeat_interleave(self.group_size)
-
-    def _check_input(self, x):
-        nd, C, G = self.spatial_dims, self.in_channels, self.group_size
-        want = f"(B, {C}, {_SPATIAL[nd]})" if self.lifting else f"(B, {C}, {G}, {_SPATIAL[nd]})"
-        rank = 2 + nd + (0 if self.lifting else 1)
-        if not isinstance(x, torch.Tensor): raise TypeError(f"{type(self).__name__} expects a tensor of shape {want}")
-        if x.ndim != rank or x.shape[1] != C or (not self.lifting and x.shape[2] != G):
-            raise ValueError(f"{type(self).__name__} expects input of shape {want} (in_channels={C}"
-                             f"{'' if self.lifting else f', group_size={G}'}), got {tuple(x.shape)}")
-
-    def _pads(self):
-        "Padding before and after, per spatial dim."
-        k, nd = self.kernel_size, self.spatial_dims
-        if self.padding == "valid": return [0] * nd, [0] * nd
-        if self.padding == "same": lo = [(k - 1) // 2] * nd; return lo, [k - 1 - l for l in lo]
-        return list(self.padding), list(self.padding)
-
-    def _pad(self, x):
-        "Explicit circular padding (the convolution then runs unpadded)."
-        lo, hi = self._pads()
-        pads = [p for l, h in zip(lo[::-1], hi[::-1]) for p in (l, h)]
-        return F.pad(x, pads, mode="circular"), 0
-
-    def _check_exact(self, x):
-        "A fixed-representation layer with stride must sample a grid that the group maps onto itself."
-        if any(s > 1 for s in self.stride):
-            lo, hi = self._pads()
-            sizes = x.shape[-self.spatial_dims:]
-            spans = [n + l + h - self.kernel_size for n, l, h in zip(sizes, lo, hi)]
-            if any(span % s for span, s in zip(spans, self.stride)): raise ValueError(
-                f"{type(self).__name__} with fixed representations, stride={self.stride} and input size {tuple(sizes)}: "
-                f"the strided sampling grid is not symmetric (size + padding - kernel_size = {spans} is not a multiple "
-                "of the stride), "
-                "so the output would not be exactly equivariant; crop or pad the input so that it is")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
-        if not self.learned: self._check_exact(x)
-        if not self.lifting: x = x.flatten(1, 2)                  # (B, C·G_in, ...): channel c·G_in + a
-        padding = self.padding
-        if self.padding_mode == "circular": x, padding = self._pad(x)
-        y = _CONV[self.spatial_dims](x, self.kernel(), self.kernel_bias(), self.stride, padding)
-        return y.unflatten(1, (self.out_channels, self.group_size))
 
     def extra_repr(self):
         kind = "learned" if self.learned else "fixed"
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, group_size={self.group_size}, "
                 f"padding={self.padding}, stride={self.stride}, bias={self.bias is not None}, representations={kind}")
 
-    def entropy_loss(self) -> torch.Tensor:
-        "Entropy penalty (`entropy_regularizer`) of this layer's learned representations (0 for fixed ones)."
-        if not self.learned: return self.weight.new_zeros(())
-        return entropy_regularizer(self._sinkhorn())
-
-    def normalization_loss(self, variant: str = "paper") -> torch.Tensor:
-        "Normalisation penalty (`normalization_regularizer`) of this layer's raw logits (0 for fixed representations)."
-        if not self.learned: return self.weight.new_zeros(())
-        return normalization_regularizer(self.rep_logits, variant)
-
-    @torch.no_grad()
-    def freeze(self) -> nn.Module:
-        "A plain convolution (`FrozenWSConv1d/2d/3d`) with this layer's expanded kernel and fused bias: same outputs, no Sinkhorn."
-        W, b = self.kernel(), self.kernel_bias()
-        conv = _FROZEN[self.spatial_dims](self.in_channels * self.group_in, self.out_channels * self.group_size,
-                                          self.kernel_size, stride=self.stride, padding=self.padding, bias=b is not None,
-                                          padding_mode=self.padding_mode, device=W.device, dtype=W.dtype)
-        conv._setup_frozen(self.out_channels, self.group_size, self.lifting)
-        conv.weight.copy_(W)
-        if b is not None: conv.bias.copy_(b)
-        return conv
-
-    @torch.no_grad()
-    def harden(self) -> _WSConv:
-        "A copy with every R_g rounded to its nearest permutation (Hungarian), stored as fixed representations."
-        P = nearest_permutation(self.representations(), as_matrix=True).float()
-        hard = type(self)(**{**self._config, "representations": P}).to(self.weight.device)
-        hard.weight.copy_(self.weight)
-        if self.bias is not None: hard.bias.copy_(self.bias)
-        return hard
-
-    def learned_symmetry(self, candidates: dict | None = None) -> dict:
-        "Round to permutations and report: closed under composition?, the group's structure, which candidate it equals."
-        hard = self.harden()
-        P = hard.fixed_representations.cpu()
-        g = permutation_group(P)
-        if candidates is None:
-            candidates = {"C4": rotation_group(self.kernel_size)} if self.spatial_dims == 2 and self.group_size == 4 else {}
-        rows = {tuple(r) for r in matrices_to_perms(P).tolist()}
-        matches = [name for name, c in candidates.items()
-                   if rows == {tuple(r) for r in (c if self.lifting else group_space_action(c)).perms.tolist()}]
-        return dict(closed=g is not None, group=g, structure=describe_group(g) if g is not None else "not a group",
-                    matches=matches, same_order_as_candidate=[name for name, c in candidates.items()
-                        if (c if self.lifting else group_space_action(c)).perms.tolist() == matrices_to_perms(P).tolist()],
-                    hard=hard)
+_WSConv = WSConv    # the earlier private name of the base class, kept for code that still uses it
 
 # %% ../nbs/03_layers.ipynb #04753bf4
-class WSLiftConv2d(_WSConv):
+class WSLiftConv2d(WSConv):
     "Lifting layer (B, C, H, W) -> (B, O, G, H', W'): kernels R_g θ, R_g learned on the k² positions (or fixed)."
     spatial_dims, lifting = 2, True
 
-class WSGroupConv2d(_WSConv):
+class WSGroupConv2d(WSConv):
     "Group layer (B, C, G, H, W) -> (B, O, G, H', W'): R_g learned on the G·k² (group, position) entries (or fixed)."
     spatial_dims, lifting = 2, False
 
-class WSLiftConv1d(_WSConv):
+class WSLiftConv1d(WSConv):
     "1D lifting layer (B, C, L) -> (B, O, G, L'); with `kernel_size = L` R_g acts on the whole signal (paper's toys)."
     spatial_dims, lifting = 1, True
 
-class WSGroupConv1d(_WSConv):
+class WSGroupConv1d(WSConv):
     "1D group layer (B, C, G, L) -> (B, O, G, L'); with L = kernel_size = 1 it is a learned convolution on G."
     spatial_dims, lifting = 1, False
 
-class WSLiftConv3d(_WSConv):
+class WSLiftConv3d(WSConv):
     "3D lifting layer (B, C, D, H, W) -> (B, O, G, D', H', W') (e.g. the cube's rotations on k³ voxels)."
     spatial_dims, lifting = 3, True
 
-class WSGroupConv3d(_WSConv):
+class WSGroupConv3d(WSConv):
     "3D group layer (B, C, G, D, H, W) -> (B, O, G, D', H', W')."
     spatial_dims, lifting = 3, False
+
+# %% ../nbs/03_layers.ipynb #1454208b
+@patch
+def _expand(self: WSConv, R: torch.Tensor | None = None) -> torch.Tensor:
+    O, C, d, G, k = self.out_channels, self.in_channels, self.d, self.group_size, self.kernel_size
+    theta = self.weight.reshape(O * C, d)
+    R = self._learned_R(R)
+    if self._perm_index is not None:                          # fixed permutations: a gather, no matmul
+        W = theta[:, self._perm_index]
+    elif R is None:                                           # fixed soft matrices
+        W = theta @ self.fixed_representations.reshape(G * d, d).T
+    else:
+        W = theta @ R.reshape(-1, d).T                        # W[oc, (g, i)] = Σ_j R_g[i, j] θ[oc, j]
+        if self.fix_identity: W = torch.cat([theta.to(W.dtype), W], 1)   # anchored g = 0: W_0 = θ, no matmul
+    W = W.view(O, C, G, d).transpose(1, 2)
+    return W.reshape(O * G, C * self.group_in, *(k,) * self.spatial_dims)
+
+@patch
+def _cacheable(self: WSConv) -> bool:
+    "Inference: eval mode and no gradient wanted for the parameters, so the expanded kernel can be reused."
+    return not self.training and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+
+@patch
+def _cache_key(self: WSConv):
+    # storage pointers and version counters: see "Kernel expansion and the inference cache" in 03_layers
+    dev = self.weight.device.type
+    amp = (torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev)) if dev in ("cpu", "cuda") else None
+    return tuple((t.data_ptr(), t._version, t.dtype) for t in (self.weight, self.bias, self.rep_logits,
+                                                              self.fixed_representations) if t is not None) + (amp,)
+
+@patch
+def _cache_valid(self: WSConv) -> bool:
+    return self._cacheable() and self._kernel_cache is not None and self._kernel_cache[0] == self._cache_key()
+
+@patch
+def kernel(self: WSConv, R: torch.Tensor | None = None) -> torch.Tensor:
+    "The expanded kernel (|G|·O, |G_in|·C, k, ..., k) of the single convolution: W_g = R_g θ (`R` as in `representations`; cached in inference)."
+    if not self._cacheable():
+        self._kernel_cache = None
+        return self._expand(R)
+    key = self._cache_key()
+    if self._kernel_cache is None or self._kernel_cache[0] != key: self._kernel_cache = (key, self._expand(R))
+    elif R is not None: self._learned_R(R)                   # the cached kernel is used, but a wrong R is still refused
+    return self._kernel_cache[1]
+
+@patch
+def kernel_bias(self: WSConv) -> torch.Tensor | None:
+    "Per-output-channel bias repeated over G: (|G|·O,), fused into the convolution."
+    return None if self.bias is None else self.bias.repeat_interleave(self.group_size)
+
+# %% ../nbs/03_layers.ipynb #286d9943
+@patch
+def _check_input(self: WSConv, x):
+    nd, C, G = self.spatial_dims, self.in_channels, self.group_size
+    want = f"(B, {C}, {_SPATIAL[nd]})" if self.lifting else f"(B, {C}, {G}, {_SPATIAL[nd]})"
+    rank = 2 + nd + (0 if self.lifting else 1)
+    if not isinstance(x, torch.Tensor): raise TypeError(f"{type(self).__name__} expects a tensor of shape {want}")
+    if x.ndim != rank or x.shape[1] != C or (not self.lifting and x.shape[2] != G):
+        raise ValueError(f"{type(self).__name__} expects input of shape {want} (in_channels={C}"
+                         f"{'' if self.lifting else f', group_size={G}'}), got {tuple(x.shape)}")
+
+@patch
+def _pads(self: WSConv):
+    "Padding before and after, per spatial dim."
+    k, nd = self.kernel_size, self.spatial_dims
+    if self.padding == "valid": return [0] * nd, [0] * nd
+    if self.padding == "same": lo = [(k - 1) // 2] * nd; return lo, [k - 1 - l for l in lo]
+    return list(self.padding), list(self.padding)
+
+@patch
+def _pad(self: WSConv, x):
+    "Explicit circular padding (the convolution then runs unpadded)."
+    lo, hi = self._pads()
+    pads = [p for l, h in zip(lo[::-1], hi[::-1]) for p in (l, h)]
+    return F.pad(x, pads, mode="circular"), 0
+
+@patch
+def _check_exact(self: WSConv, x):
+    "A fixed-representation layer with stride must sample a grid that the group maps onto itself."
+    if any(s > 1 for s in self.stride):
+        lo, hi = self._pads()
+        sizes = x.shape[-self.spatial_dims:]
+        spans = [n + l + h - self.kernel_size for n, l, h in zip(sizes, lo, hi)]
+        if any(span % s for span, s in zip(spans, self.stride)): raise ValueError(
+            f"{type(self).__name__} with fixed representations, stride={self.stride} and input size {tuple(sizes)}: "
+            f"the strided sampling grid is not symmetric (size + padding - kernel_size = {spans} is not a multiple "
+            "of the stride), "
+            "so the output would not be exactly equivariant; crop or pad the input so that it is")
+
+@patch
+def forward(self: WSConv, x: torch.Tensor, R: torch.Tensor | None = None) -> torch.Tensor:
+    "(B, C, ...) or (B, C, G_in, ...) -> (B, O, G, ...): one convolution with `kernel(R)` (`R` as in `representations`)."
+    self._check_input(x)
+    if not self.learned: self._check_exact(x)
+    if not self.lifting: x = x.flatten(1, 2)                  # (B, C·G_in, ...): channel c·G_in + a
+    padding = self.padding
+    if self.padding_mode == "circular": x, padding = self._pad(x)
+    y = _CONV[self.spatial_dims](x, self.kernel(R), self.kernel_bias(), self.stride, padding)
+    return y.unflatten(1, (self.out_channels, self.group_size))
 
 # %% ../nbs/03_layers.ipynb #9d52a34e
 def rotate_group_signal(x: torch.Tensor, r: int, group_dim: int = 2) -> torch.Tensor:
@@ -339,7 +329,7 @@ def rotate_group_signal(x: torch.Tensor, r: int, group_dim: int = 2) -> torch.Te
 
 # %% ../nbs/03_layers.ipynb #376373f3
 @torch.no_grad()
-def set_representation_logits(layer: _WSConv, matrices: torch.Tensor, scale: float = 30.0, noise: float = 0.0):
+def set_representation_logits(layer: WSConv, matrices: torch.Tensor, scale: float = 30.0, noise: float = 0.0):
     "Set a learned layer's logits to `scale * matrices + noise * randn` (matrices: (G, d, d) incl. the anchored identity)."
     if not layer.learned: raise ValueError("layer has fixed representations: nothing to set")
     M = torch.as_tensor(matrices, dtype=layer.rep_logits.dtype, device=layer.rep_logits.device)
@@ -348,6 +338,19 @@ def set_representation_logits(layer: _WSConv, matrices: torch.Tensor, scale: flo
         raise ValueError(f"matrices must have shape ({layer.group_size}, {layer.d}, {layer.d}), got {tuple(matrices.shape)}")
     layer.rep_logits.copy_(scale * M + noise * torch.randn_like(M))
     return layer
+
+# %% ../nbs/03_layers.ipynb #c47b0f33
+def sinkhorn_layers(layers, skip_cached: bool = True) -> dict:
+    "{layer: R} for the learned `WSConv`s of `layers` (a module or an iterable): one `ws_sinkhorn_blocks` call per (n_iter, tau, tol, dtype, device)."
+    mods = layers.modules() if isinstance(layers, nn.Module) else layers
+    todo = [m for m in dict.fromkeys(mods) if isinstance(m, WSConv) and m.learned and not (skip_cached and m._cache_valid())]
+    groups = {}
+    for m in todo: groups.setdefault((m.n_iter, m.tau, m.sinkhorn_tol, m.rep_logits.dtype, m.rep_logits.device), []).append(m)
+    out = {}
+    for (n_iter, tau, tol, *_), ms in groups.items():
+        Rs, errs = ws_sinkhorn_blocks([m.rep_logits for m in ms], n_iter, tau, tol=tol, return_error=True)
+        for m, R, err in zip(ms, Rs, errs): m._note_error(err); out[m] = R
+    return {m: out[m] for m in todo}
 
 # %% ../nbs/03_layers.ipynb #06a764b7
 def group_pool(x: torch.Tensor, mode: str = "mean", group_dim: int = 2) -> torch.Tensor:
@@ -373,20 +376,6 @@ class InvariantPool(nn.Module):
     def __init__(self, mode: str = "mean"): super().__init__(); self.mode = mode
     def forward(self, x): return invariant_pool(x, self.mode)
 
-# %% ../nbs/03_layers.ipynb #20b300e2
-def entropy_regularizer(R: torch.Tensor) -> torch.Tensor:
-    "Paper's entropy −Σ R log R over all entries of a stack of doubly stochastic matrices."
-    return -(R * R.clamp_min(1e-16).log()).sum()
-
-def normalization_regularizer(raw: torch.Tensor, variant: str = "paper") -> torch.Tensor:
-    "Penalty on the raw (pre-Sinkhorn) matrices (..., D, D): `'paper'` (1/D)Σ(rowsum²+colsum²) or `'code'` (lse form)."
-    if raw.ndim < 2 or raw.shape[-1] != raw.shape[-2]: raise ValueError(f"raw must have shape (..., D, D), got {tuple(raw.shape)}")
-    if variant == "paper":
-        return ((raw.sum(-1) ** 2 + raw.sum(-2) ** 2).sum(-1) / raw.shape[-1]).mean()
-    if variant == "code":
-        return raw.logsumexp(-1).pow(2).mean() + raw.logsumexp(-2).pow(2).mean()
-    raise ValueError(f"variant must be 'paper' or 'code', got {variant!r}")
-
 # %% ../nbs/03_layers.ipynb #94fd50db
 class _FrozenMixin:
     "Reshapes (B, C, G, ...) -> (B, C·G, ...) in and (B, O·G, ...) -> (B, O, G, ...) out around the plain convolution."
@@ -401,30 +390,69 @@ class FrozenWSConv2d(_FrozenMixin, nn.Conv2d): "A frozen weight-sharing layer: a
 class FrozenWSConv3d(_FrozenMixin, nn.Conv3d): "A frozen 3D weight-sharing layer: a plain `nn.Conv3d`."
 _FROZEN = {1: FrozenWSConv1d, 2: FrozenWSConv2d, 3: FrozenWSConv3d}
 
-# %% ../nbs/03_layers.ipynb #ad2f96bd
-def _embed_logits(logits: torch.Tensor, D: int) -> torch.Tensor:
-    "(G, d, d) logits inside (G, D, D): -inf off the block and an identity block after it, whose Sinkhorn is itself."
-    d = logits.shape[-1]
-    if d == D: return logits
-    pad = F.pad(logits, (0, D - d, 0, D - d), value=float("-inf"))
-    eye = torch.zeros(D, dtype=torch.bool, device=logits.device); eye[d:] = True
-    return pad.masked_fill(torch.diag(eye), 0.0)
+# %% ../nbs/03_layers.ipynb #b50675a2
+@patch
+def freeze(self: WSConv) -> nn.Module:
+    "A plain convolution (`FrozenWSConv1d/2d/3d`) with this layer's expanded kernel and fused bias: same outputs, no Sinkhorn."
+    with torch.no_grad():
+        W, b = self.kernel(), self.kernel_bias()
+        conv = _FROZEN[self.spatial_dims](self.in_channels * self.group_in, self.out_channels * self.group_size,
+                                          self.kernel_size, stride=self.stride, padding=self.padding, bias=b is not None,
+                                          padding_mode=self.padding_mode, device=W.device, dtype=W.dtype)
+        conv._setup_frozen(self.out_channels, self.group_size, self.lifting)
+        conv.weight.copy_(W)
+        if b is not None: conv.bias.copy_(b)
+    return conv
 
-@contextmanager
-def shared_sinkhorn(module: nn.Module):
-    "Within the block, the learned layers of `module` take R_g from one `ws_sinkhorn` call per (n_iter, tau, tol, dtype, device)."
-    layers = [m for m in module.modules() if isinstance(m, _WSConv) and m.learned and m._shared_R is None and not m._cache_valid()]
-    groups = {}
-    for m in layers: groups.setdefault((m.n_iter, m.tau, m.sinkhorn_tol, m.rep_logits.dtype, m.rep_logits.device), []).append(m)
-    try:
-        for (n_iter, tau, tol, *_), ms in groups.items():
-            D = max(m.d for m in ms)                            # smaller matrices ride along as diagonal blocks
-            logits = torch.cat([_embed_logits(m.rep_logits, D) for m in ms]) if len(ms) > 1 else ms[0].rep_logits
-            R, err = ws_sinkhorn(logits, n_iter, tau, tol=tol, return_error=True)
-            sizes = [m.rep_logits.shape[0] for m in ms]
-            for m, r, e in zip(ms, R.split(sizes), err.split(sizes)):
-                m._shared_R = r if m.d == D else r[:, :m.d, :m.d]
-                m._note_error(e)
-        yield module
-    finally:
-        for m in layers: m._shared_R = None
+@patch
+def harden(self: WSConv) -> WSConv:
+    "A copy with every R_g rounded to its nearest permutation (Hungarian), stored as fixed representations."
+    with torch.no_grad():
+        P = nearest_permutation(self.representations(), as_matrix=True).float()
+        hard = type(self)(**{**self._config, "representations": P}).to(self.weight.device)
+        hard.weight.copy_(self.weight)
+        if self.bias is not None: hard.bias.copy_(self.bias)
+    return hard
+
+@patch
+def learned_symmetry(self: WSConv, candidates: dict | None = None) -> dict:
+    "Round to permutations and report: closed under composition?, the group's structure, which candidate it equals."
+    hard = self.harden()
+    P = hard.fixed_representations.cpu()
+    g = permutation_group(P)
+    if candidates is None:
+        candidates = {"C4": rotation_group(self.kernel_size)} if self.spatial_dims == 2 and self.group_size == 4 else {}
+    rows = {tuple(r) for r in matrices_to_perms(P).tolist()}
+    matches = [name for name, c in candidates.items()
+               if rows == {tuple(r) for r in (c if self.lifting else group_space_action(c)).perms.tolist()}]
+    return dict(closed=g is not None, group=g, structure=describe_group(g) if g is not None else "not a group",
+                matches=matches, same_order_as_candidate=[name for name, c in candidates.items()
+                    if (c if self.lifting else group_space_action(c)).perms.tolist() == matrices_to_perms(P).tolist()],
+                hard=hard)
+
+# %% ../nbs/03_layers.ipynb #20b300e2
+def entropy_regularizer(R: torch.Tensor) -> torch.Tensor:
+    "Paper's entropy −Σ R log R over all entries of a stack of doubly stochastic matrices."
+    return -(R * R.clamp_min(1e-16).log()).sum()
+
+def normalization_regularizer(raw: torch.Tensor, variant: str = "paper") -> torch.Tensor:
+    "Penalty on the raw (pre-Sinkhorn) matrices (..., D, D): `'paper'` (1/D)Σ(rowsum²+colsum²) or `'code'` (lse form)."
+    if raw.ndim < 2 or raw.shape[-1] != raw.shape[-2]: raise ValueError(f"raw must have shape (..., D, D), got {tuple(raw.shape)}")
+    if variant == "paper":
+        return ((raw.sum(-1) ** 2 + raw.sum(-2) ** 2).sum(-1) / raw.shape[-1]).mean()
+    if variant == "code":
+        return raw.logsumexp(-1).pow(2).mean() + raw.logsumexp(-2).pow(2).mean()
+    raise ValueError(f"variant must be 'paper' or 'code', got {variant!r}")
+
+# %% ../nbs/03_layers.ipynb #fbb2c287
+@patch
+def entropy_loss(self: WSConv, R: torch.Tensor | None = None) -> torch.Tensor:
+    "Entropy penalty (`entropy_regularizer`) of this layer's learned R_g (`R` as in `representations`); 0 for fixed ones."
+    if not self.learned and R is None: return self.weight.new_zeros(())
+    return entropy_regularizer(self._learned_R(R))
+
+@patch
+def normalization_loss(self: WSConv, variant: str = "paper") -> torch.Tensor:
+    "Normalisation penalty (`normalization_regularizer`) of this layer's raw logits (0 for fixed representations)."
+    if not self.learned: return self.weight.new_zeros(())
+    return normalization_regularizer(self.rep_logits, variant)

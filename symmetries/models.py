@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import WSLiftConv2d, WSGroupConv2d, invariant_pool, shared_sinkhorn, _WSConv
+from .layers import WSConv, WSLiftConv2d, WSGroupConv2d, invariant_pool, check_int, sinkhorn_layers
 
 # %% auto #0
 __all__ = ['PAPER_INIT', 'WSModelMixin', 'ws_regularizer', 'CNN', 'WSCNN', 'GCNN', 'ResNet', 'WSResNet', 'GResNet']
@@ -17,30 +17,56 @@ __all__ = ['PAPER_INIT', 'WSModelMixin', 'ws_regularizer', 'CNN', 'WSCNN', 'GCNN
 # %% ../nbs/04_models.ipynb #1c004a84
 def _check_model_args(positive: dict = {}, non_negative: dict = {}, pool=None):
     "Refuse sizes a network cannot have, naming the argument (torch would build an empty layer or fail deep inside)."
-    for name, v in positive.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
-    for name, v in non_negative.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0: raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+    for name, v in positive.items(): check_int(v, name)
+    for name, v in non_negative.items(): check_int(v, name, minimum=0)
     if pool is not None and pool not in ("mean", "max"): raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}")
 
+class _StepR:
+    "A model's latest {layer: R} and the state of the logits it came from; never copied or pickled with the model."
+    def __init__(self, key=None, R=None): self.key, self.R = key, R
+    def expire(self, grad=None): self.key = None          # a backward pass went through R: its graph is spent
+    def __deepcopy__(self, memo): return _StepR()
+    def __reduce__(self): return (_StepR, ())
+
 class WSModelMixin:
-    "Representation parameters and regularisation for any module containing weight-sharing layers."
-    def ws_layers(self) -> list[_WSConv]:
+    "Representation parameters, one Sinkhorn per step and regularisation for any module containing weight-sharing layers."
+    def ws_layers(self) -> list[WSConv]:
         "All weight-sharing layers (learned or fixed) in the model, in registration order."
-        return [m for m in self.modules() if isinstance(m, _WSConv)]
+        return [m for m in self.modules() if isinstance(m, WSConv)]
 
     def representation_parameters(self) -> list[nn.Parameter]:
         "The learned representation logits (for a separate learning rate); empty when all representations are fixed."
         return [m.rep_logits for m in self.ws_layers() if m.learned]
 
-    def regularization_loss(self, norm_weight: float = 0.1, entropy_weight: float = 0.0, norm_variant: str = "paper") -> torch.Tensor:
-        "`norm_weight` × normalisation + `entropy_weight` × entropy, summed over the learned layers (0 when none)."
-        zero = next(self.parameters()).new_zeros(())
-        total = zero
-        for m in self.ws_layers():
-            if not m.learned: continue
+    def _logits_key(self):
+        return torch.is_grad_enabled(), tuple((m.rep_logits.data_ptr(), m.rep_logits._version) for m in self.ws_layers() if m.learned)
+
+    def sinkhorn(self) -> dict:
+        "{layer: R} for the learned layers (not those with a cached inference kernel), one Sinkhorn call; `regularization_loss` reuses it."
+        Rs = sinkhorn_layers(self.ws_layers())
+        step = _StepR(self._logits_key(), Rs)
+        for R in Rs.values():
+            if R.requires_grad: R.register_hook(step.expire)
+        self._step_R = step
+        return Rs
+
+    def _all_R(self, R: dict | None = None) -> dict:
+        "{layer: R} for every learned layer: `R`, else the latest `sinkhorn()` while still valid, completed by one Sinkhorn call."
+        if R is None:
+            step = getattr(self, "_step_R", None)
+            R = step.R if step is not None and step.key is not None and step.key == self._logits_key() else {}
+        missing = [m for m in self.ws_layers() if m.learned and m not in R]
+        return {**R, **sinkhorn_layers(missing, skip_cached=False)} if missing else R
+
+    def regularization_loss(self, norm_weight: float = 0.1, entropy_weight: float = 0.0, norm_variant: str = "paper",
+                            R: dict | None = None) -> torch.Tensor:
+        "`norm_weight` × normalisation + `entropy_weight` × entropy over the learned layers (0 when none); the entropy uses the step's R."
+        total = next(self.parameters()).new_zeros(())
+        learned = [m for m in self.ws_layers() if m.learned]
+        Rs = self._all_R(R) if entropy_weight and learned else {}
+        for m in learned:
             if norm_weight: total = total + norm_weight * m.normalization_loss(norm_variant)
-            if entropy_weight: total = total + entropy_weight * m.entropy_loss()
+            if entropy_weight: total = total + entropy_weight * m.entropy_loss(Rs[m])
         return total
 
     def sinkhorn_error(self) -> float:
@@ -77,10 +103,12 @@ class CNN(WSModelMixin, nn.Module):
     def forward(self, x): return self.head(self.features(x).mean((-2, -1)))
 
 class WSCNN(WSModelMixin, nn.Module):
-    "WSCNN for MNIST: lifting + `num_hidden` group layers with learned (or fixed, `representations='c4'`) R_g; see `PAPER_INIT`."
+    "WSCNN for MNIST: lifting + group layers, learned (or fixed, `representations='c4'`) R_g starting near the identity, see `PAPER_INIT`."
     def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 5,
                  num_hidden: int = 4, group_size: int = 4, representations=None, padding: int = 0, n_iter: int = 20,
                  init_mode: str = "identity", fix_identity: bool = True, pool: str = "mean", lift_init_mode: str = "identity"):
+        # init_mode="identity", not the layers' (and the paper's) "rand": through five layers the flat start barely
+        # trains (the ablation in 17_ws_learning); PAPER_INIT restores the paper's start
         super().__init__()
         _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
                                kernel_size=kernel_size, group_size=group_size, n_iter=n_iter), dict(num_hidden=num_hidden), pool)
@@ -91,19 +119,20 @@ class WSCNN(WSModelMixin, nn.Module):
         self.head = nn.Linear(hidden_channels, num_classes)
         self.pool = pool
 
-    def features(self, x):
-        "The equivariant feature map (B, C, G, H, W) before pooling."
+    def features(self, x, R: dict | None = None):
+        "The equivariant feature map (B, C, G, H, W) before pooling; `R`: {layer: R} as from `sinkhorn()` (computed when None)."
+        R = self.sinkhorn() if R is None else R
         for layer in [self.lift, *self.convs]:
-            x = layer(x)
+            x = layer(x, R=R.get(layer))
             x = F.relu(F.layer_norm(x, x.shape[1:]))
         return x
 
-    def forward(self, x):
-        with shared_sinkhorn(self):                          # one Sinkhorn call for all layers, not one per layer
-            return self.head(invariant_pool(self.features(x), self.pool))
+    def forward(self, x, R: dict | None = None):
+        R = self.sinkhorn() if R is None else R              # every layer's R from one Sinkhorn call, handed on explicitly
+        return self.head(invariant_pool(self.features(x, R), self.pool))
 
 PAPER_INIT = dict(lift_init_mode="rand", init_mode="rand")
-"The paper's (and official code's) initialisation: every R_g starts near the flat matrix 1/d (`init_mode='rand'`)."
+"The paper's (and official code's) initialisation, the layers' default: every R_g starts near the flat matrix 1/d (`init_mode='rand'`)."
 
 class GCNN(WSCNN):
     "C4-GCNN for MNIST: `WSCNN` with the fixed ground-truth C4 representations (exactly rotation invariant)."
@@ -115,21 +144,25 @@ class GCNN(WSCNN):
 # %% ../nbs/04_models.ipynb #921e5811
 def _instance_norm(x): return F.layer_norm(x, x.shape[2:])      # per sample and channel, over (G,) H, W
 
+def _conv(conv: nn.Module, x, R: dict):
+    "`conv(x)`, a weight-sharing layer given its R from the model's `sinkhorn()`."
+    return conv(x, R=R.get(conv)) if isinstance(conv, WSConv) else conv(x)
+
 class _ResBlock(nn.Module):
     def __init__(self, cin, cout, kernel_size, make_conv, batch_norm):
         super().__init__()
         self.conv1, self.conv2 = make_conv(cin, cout), make_conv(cout, cout)
         self.shortcut = nn.Linear(cin, cout) if cin != cout else None
         self.norm_out = batch_norm(cout)
-        self.exact = isinstance(self.conv1, _WSConv) and not self.conv1.learned
+        self.exact = isinstance(self.conv1, WSConv) and not self.conv1.learned
 
-    def forward(self, x):
+    def forward(self, x, R: dict = {}):
         if self.exact and any(n % 2 for n in x.shape[-2:]):
             raise ValueError(f"a residual block with fixed representations got a {tuple(x.shape[-2:])} map: 2×2 max pooling "
                              "drops the last row/column of an odd-sized map, which breaks exact rotation invariance; "
                              "use inputs whose side is a multiple of 4 (e.g. pad 33×33 to 36×36)")
-        out = F.relu(_instance_norm(self.conv1(x)))
-        out = F.relu(_instance_norm(self.conv2(out)))
+        out = F.relu(_instance_norm(_conv(self.conv1, x, R)))
+        out = F.relu(_instance_norm(_conv(self.conv2, out, R)))
         sc = x if self.shortcut is None else self.shortcut(x.movedim(1, -1)).movedim(-1, 1)
         out = self.norm_out(out + sc)
         out = F.max_pool2d(out.flatten(1, -3), 2).unflatten(1, out.shape[1:-2]) if out.ndim == 5 else F.max_pool2d(out, 2)
@@ -147,11 +180,11 @@ class _ResNetBase(WSModelMixin, nn.Module):
         self.head = nn.Sequential(nn.Linear(2 * h, 256, bias=False), nn.BatchNorm1d(256), nn.ReLU(True),
                                   nn.Dropout(0.3), nn.Linear(256, num_classes))
 
-    def forward(self, x):
-        with shared_sinkhorn(self):
-            x = F.relu(self.norm1(self.first(x)))
-            x = self.block2(self.block1(x))
-            return self.head(x.flatten(2).mean(-1))
+    def forward(self, x, R: dict | None = None):
+        R = self.sinkhorn() if R is None else R              # every layer's R from one Sinkhorn call, handed on explicitly
+        x = F.relu(self.norm1(_conv(self.first, x, R)))
+        x = self.block2(self.block1(x, R), R)
+        return self.head(x.flatten(2).mean(-1))
 
 class ResNet(_ResNetBase):
     "The paper's CIFAR-10 ResNet (CNN-32/64/128 by `hidden_channels`)."
@@ -163,7 +196,7 @@ class ResNet(_ResNetBase):
                          hidden_channels, kernel_size)
 
 class WSResNet(_ResNetBase):
-    "The paper's WSResNet: the ResNet with a lifting layer and weight-sharing group layers (learned R_g by default)."
+    "The paper's WSResNet: the ResNet with a lifting layer and weight-sharing group layers (learned R_g from near the identity, as `WSCNN`)."
     def __init__(self, in_channels: int = 3, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 7,
                  group_size: int = 4, representations=None, n_iter: int = 20, init_mode: str = "identity", fix_identity: bool = True,
                  lift_init_mode: str = "identity"):

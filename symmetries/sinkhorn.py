@@ -5,14 +5,29 @@
 # %% ../nbs/02_sinkhorn.ipynb #cc3bd475
 from __future__ import annotations
 import contextlib, math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .groups import perms_to_matrices
 
 # %% auto #0
-__all__ = ['log_sinkhorn', 'sinkhorn', 'sinkhorn_errors', 'nearest_permutation', 'distance_to_permutation', 'ws_sinkhorn']
+__all__ = ['CPU_CHECK_EVERY', 'log_sinkhorn', 'sinkhorn', 'sinkhorn_errors', 'nearest_permutation', 'distance_to_permutation',
+           'ws_sinkhorn', 'ws_sinkhorn_blocks']
+
+# %% ../nbs/02_sinkhorn.ipynb #03cb3e4b
+CPU_CHECK_EVERY = 3     # `check_every=None` on a CPU: checks after iterations 3, 6, 12, ...
+
+def _check_points(n_iter: int, tol: float | None, check_every: int | None, device) -> frozenset:
+    "Iterations after which the early stop at `tol` is checked: k, 2k, 4k, ... < n_iter (k = check_every; None: the device's default)."
+    if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1):
+        raise ValueError(f"check_every must be an int >= 1 or None (the device's default), got {check_every!r}")
+    if check_every is None: check_every = CPU_CHECK_EVERY if torch.device(device).type == "cpu" else None
+    pts, t = set(), check_every
+    while tol is not None and t is not None and t < n_iter: pts.add(t); t *= 2
+    return frozenset(pts)
 
 # %% ../nbs/02_sinkhorn.ipynb #ce327a16
 def _check_logits(logits, name="logits"):
@@ -27,26 +42,26 @@ def _lse_(z: torch.Tensor) -> torch.Tensor:
     return z.sub_(m).exp_().sum(-1).log_().add_(m.squeeze(-1))
 
 def log_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, tol: float | None = None,
-                 check_every: int = 5) -> torch.Tensor:
-    "Log of the Sinkhorn normalisation of `exp(logits / tau)` over the last two dims of (..., n, n)."
+                 check_every: int | None = None) -> torch.Tensor:
+    "Log of the Sinkhorn normalisation of `exp(logits / tau)` over the last two dims of (..., n, n); `tol`, `check_every`: see above."
     _check_logits(logits)
-    if not isinstance(n_iter, int) or n_iter < 1: raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}")
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1: raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}")
     if not tau > 0: raise ValueError(f"tau must be > 0, got {tau!r}")
     if tol is not None and not tol > 0: raise ValueError(f"tol must be > 0 or None, got {tol!r}")
-    if not isinstance(check_every, int) or check_every < 1: raise ValueError(f"check_every must be an int >= 1, got {check_every!r}")
+    checks = _check_points(n_iter, tol, check_every, logits.device)
     K = logits / tau
     Kt = K.transpose(-1, -2).contiguous()         # columns of K as contiguous rows: both reductions stay fast
     u = -_lse_(K.clone())                          # row potentials (..., n)
     for it in range(n_iter):
         if it: u = -_lse_(K + v.unsqueeze(-2))
         v = -_lse_(Kt + u.unsqueeze(-2))           # column potentials (..., n)
-        if tol is not None and (it + 1) % check_every == 0 and it + 1 < n_iter:
+        if it + 1 in checks:
             with torch.no_grad(): err = (_lse_(K.detach() + v.detach().unsqueeze(-2)) + u.detach()).exp().sub(1).abs().max()
             if err.item() < tol: break
     return K + u.unsqueeze(-1) + v.unsqueeze(-2)
 
 def sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, tol: float | None = None,
-             check_every: int = 5) -> torch.Tensor:
+             check_every: int | None = None) -> torch.Tensor:
     "Doubly stochastic matrix from `logits` (..., n, n): log-space Sinkhorn on `logits / tau`, differentiable."
     return log_sinkhorn(logits, n_iter=n_iter, tau=tau, tol=tol, check_every=check_every).exp_()
 
@@ -84,22 +99,15 @@ def distance_to_permutation(R: torch.Tensor) -> torch.Tensor:
     return (R.detach() - P).flatten(-2).norm(dim=-1) / math.sqrt(R.shape[-1])
 
 # %% ../nbs/02_sinkhorn.ipynb #74ed9044
-def _check_points(check_every: int, n_iter: int) -> set:
-    "Iterations after which the early stop is checked: check_every, 2·check_every, 4·check_every, ... (few checks on long runs)."
-    pts, t = set(), check_every
-    while check_every and t < n_iter: pts.add(t); t *= 2
-    return pts
-
 class _SinkhornScaling(torch.autograd.Function):
     "Sinkhorn in scaling form (at most n_iter row-then-column rounds) with a vector-only hand-written backward."
     @staticmethod
-    def forward(ctx, logits, n_iter, tau, tol, check_every, floor=None):
+    def forward(ctx, logits, n_iter, tau, tol, checks=frozenset(), floor=None):
         X = logits / tau
         X.sub_(X.amax(-1, keepdim=True))                        # row shifts cancel in Sinkhorn exactly
         if floor is not None: X.clamp_min_(-floor)              # GPU: no entry below e^-floor of its row's best
         K = X.exp_()
         Kt = K.transpose(1, 2)
-        checks = _check_points(check_every, n_iter) if tol else set()
         v = K.new_ones(K.shape[0], 1, K.shape[1])               # row vectors: (1, d) @ (d, d) is the fast BLAS path
         us, vs = [], [v]
         u = torch.bmm(v, Kt).reciprocal_()                      # u_1 = 1 / (K v_0)
@@ -117,6 +125,7 @@ class _SinkhornScaling(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gP):
+        # the vector-only reverse sweep derived in 02_sinkhorn, "A fast Sinkhorn for the layers" (the backward pass)
         K, P, *uv = ctx.saved_tensors
         T = len(uv) // 2
         us, vs = uv[:T], uv[T:]                                 # u_1..u_T and v_0..v_T, row vectors (B, 1, d)
@@ -150,13 +159,13 @@ def _check_tau(tau, name="tau"):
 
 def ws_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, tol: float | None = None,
                 check_every: int | None = None, return_error: bool = False, max_range: float | None = None):
-    "`sinkhorn` for (G, d, d) logits in scaling form: float32 inside, optional early stop at `tol`, optional row errors."
+    "`sinkhorn` for (G, d, d) logits in scaling form: float32 inside, optional early stop at `tol` (`check_every`: see above), optional row errors."
     _check_logits(logits)
     if logits.ndim != 3: raise ValueError(f"logits must have shape (G, d, d), got {tuple(logits.shape)}")
     if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1: raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}")
     tau = _check_tau(tau)
     if tol is not None and not tol > 0: raise ValueError(f"tol must be > 0 or None, got {tol!r}")
-    if check_every is None: check_every = 3 if logits.device.type == "cpu" else 0
+    checks = _check_points(n_iter, tol, check_every, logits.device)
     if logits.shape[0] == 0: return (logits.clone(), logits.new_zeros(0)) if return_error else logits.clone()
     work = torch.float64 if logits.dtype == torch.float64 else torch.float32
     if max_range is None: max_range = 600.0 if work == torch.float64 else 60.0
@@ -166,11 +175,37 @@ def ws_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, tol: f
             with torch.no_grad():
                 X = L / tau
                 safe = bool((X - X.amax(-1, keepdim=True)).amax(-2).amin() > -max_range)   # every column within e^-max_range
-            if safe: P = _SinkhornScaling.apply(L, n_iter, tau, tol or 0.0, check_every if tol else 0)
+            if safe: P = _SinkhornScaling.apply(L, n_iter, tau, tol or 0.0, checks)
             else: P = sinkhorn(L, n_iter=n_iter, tau=tau)
         else:                                                   # no host round trip on a GPU: floor the range instead
-            P = _SinkhornScaling.apply(L, n_iter, tau, tol or 0.0, check_every if tol else 0, max_range)
+            P = _SinkhornScaling.apply(L, n_iter, tau, tol or 0.0, checks, max_range)
         if return_error:
             with torch.no_grad(): err = (P.sum(-1) - 1).abs().amax(-1)
     P = P.to(logits.dtype)
     return (P, err) if return_error else P
+
+# %% ../nbs/02_sinkhorn.ipynb #ecb8716f
+def _embed_logits(logits: torch.Tensor, D: int) -> torch.Tensor:
+    "(G, d, d) logits inside (G, D, D): -inf off the block and an identity block after it, whose Sinkhorn is itself."
+    d = logits.shape[-1]
+    if d == D: return logits
+    pad = F.pad(logits, (0, D - d, 0, D - d), value=float("-inf"))
+    eye = torch.zeros(D, dtype=torch.bool, device=logits.device); eye[d:] = True
+    return pad.masked_fill(torch.diag(eye), 0.0)
+
+def ws_sinkhorn_blocks(logits: Sequence[torch.Tensor], n_iter: int = 20, tau: float = 1.0, tol: float | None = None,
+                       check_every: int | None = None, return_error: bool = False):
+    "`ws_sinkhorn` of several (G_i, d_i, d_i) stacks (one dtype, one device) in one call: a list of R_i (and of row errors)."
+    stacks = list(logits)
+    for i, L in enumerate(stacks):
+        _check_logits(L, f"logits[{i}]")
+        if L.ndim != 3: raise ValueError(f"logits[{i}] must have shape (G, d, d), got {tuple(L.shape)}")
+    if len({(L.dtype, L.device) for L in stacks}) > 1:
+        raise ValueError(f"logits must share one dtype and device, got {sorted({f'{L.dtype} on {L.device}' for L in stacks})}")
+    if not stacks: return ([], []) if return_error else []
+    D = max(L.shape[-1] for L in stacks)                    # smaller matrices ride along as diagonal blocks
+    packed = torch.cat([_embed_logits(L, D) for L in stacks]) if len(stacks) > 1 else stacks[0]
+    R, err = ws_sinkhorn(packed, n_iter, tau, tol=tol, check_every=check_every, return_error=True)
+    sizes = [L.shape[0] for L in stacks]
+    Rs = [r if L.shape[-1] == D else r[:, :L.shape[-1], :L.shape[-1]] for r, L in zip(R.split(sizes), stacks)]
+    return (Rs, list(err.split(sizes))) if return_error else Rs
