@@ -72,7 +72,7 @@ class WSConv(nn.Module):
                  representations=None,  # None: learned R_g; fixed: a (|G|, d, d) tensor, a `Group` on the k^n positions or "c4"
                  n_iter: int = 20,  # Sinkhorn iterations (at most, see `sinkhorn_tol`)
                  tau: float = 1.0,  # Sinkhorn temperature, > 0
-                 init_mode: str = "rand",  # "rand" (the paper's start, R_g ≈ flat), "identity" (the deep models' start, see above) or "kaiming_uniform"
+                 init_mode: str = "rand",  # "rand" (the paper's start, R_g ≈ flat), "identity" (the deep models' start, see 17_ws_learning) or "kaiming_uniform"
                  fix_identity: bool = True,  # R_0 = I, only |G| - 1 matrices learned
                  padding_mode: str = "zeros",  # "zeros" or "circular" (periodic signals)
                  sinkhorn_tol: float | None = 1e-5,  # stop Sinkhorn once rows are this close to 1 (CPU only; None: always n_iter)

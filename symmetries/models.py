@@ -103,7 +103,7 @@ class CNN(WSModelMixin, nn.Module):
     def forward(self, x): return self.head(self.features(x).mean((-2, -1)))
 
 class WSCNN(WSModelMixin, nn.Module):
-    "WSCNN for MNIST: lifting + group layers, learned (or fixed, `representations='c4'`) R_g starting near the identity, see `PAPER_INIT`."
+    "WSCNN for MNIST: lifting + group layers with learned (or fixed, 'c4') R_g, started near the identity, not flat as in the paper (`PAPER_INIT`): see 17_ws_learning."
     def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 5,
                  num_hidden: int = 4, group_size: int = 4, representations=None, padding: int = 0, n_iter: int = 20,
                  init_mode: str = "identity", fix_identity: bool = True, pool: str = "mean", lift_init_mode: str = "identity"):
@@ -196,7 +196,7 @@ class ResNet(_ResNetBase):
                          hidden_channels, kernel_size)
 
 class WSResNet(_ResNetBase):
-    "The paper's WSResNet: the ResNet with a lifting layer and weight-sharing group layers (learned R_g from near the identity, as `WSCNN`)."
+    "The paper's WSResNet: the ResNet with a lifting layer and weight-sharing group layers; learned R_g start near the identity, as in `WSCNN`."
     def __init__(self, in_channels: int = 3, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 7,
                  group_size: int = 4, representations=None, n_iter: int = 20, init_mode: str = "identity", fix_identity: bool = True,
                  lift_init_mode: str = "identity"):
