@@ -21,10 +21,15 @@ def _check_model_args(positive: dict = {}, non_negative: dict = {}, pool=None):
     for name, v in non_negative.items(): check_int(v, name, minimum=0)
     if pool is not None and pool not in ("mean", "max"): raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}")
 
+class _Spent:
+    "A flag that a backward pass through a step's R sets (as a tensor hook): R's graph is then used up."
+    def __init__(self): self.flag = False
+    def __call__(self, grad): self.flag = True
+
 class _StepR:
     "A model's latest {layer: R} and the state of the logits it came from; never copied or pickled with the model."
-    def __init__(self, key=None, R=None): self.key, self.R = key, R
-    def expire(self, grad=None): self.key = None          # a backward pass went through R: its graph is spent
+    def __init__(self, key=None, R=None): self.key, self.R, self.spent = key, R or {}, _Spent()
+    def valid(self, key) -> bool: return self.key is not None and self.key == key and not self.spent.flag
     def __deepcopy__(self, memo): return _StepR()
     def __reduce__(self): return (_StepR, ())
 
@@ -46,7 +51,7 @@ class WSModelMixin:
         Rs = sinkhorn_layers(self.ws_layers())
         step = _StepR(self._logits_key(), Rs)
         for R in Rs.values():
-            if R.requires_grad: R.register_hook(step.expire)
+            if R.requires_grad: R.register_hook(step.spent)     # the hook holds the flag only: no reference cycle to R
         self._step_R = step
         return Rs
 
@@ -54,7 +59,7 @@ class WSModelMixin:
         "{layer: R} for every learned layer: `R`, else the latest `sinkhorn()` while still valid, completed by one Sinkhorn call."
         if R is None:
             step = getattr(self, "_step_R", None)
-            R = step.R if step is not None and step.key is not None and step.key == self._logits_key() else {}
+            R = step.R if step is not None and step.valid(self._logits_key()) else {}
         missing = [m for m in self.ws_layers() if m.learned and m not in R]
         return {**R, **sinkhorn_layers(missing, skip_cached=False)} if missing else R
 
