@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_meta.ipynb #76035489
 from __future__ import annotations
-import contextlib, io, math, time, warnings
+import contextlib, importlib, io, math, time, warnings
 
 import torch
 import torch.nn.functional as F
@@ -12,171 +12,37 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from .utils import default_device, progress, cpu_threads, model_device
-from .sharing import SharingLinear, SharingConv2d, is_sharing_parameter
-from .sinkhorn import ws_sinkhorn
-from .tasks import TaskBatch, latent_size, locally_connected1d, per_task_conv2d
-
-with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():   # gym's deprecation banner on import
-    warnings.simplefilter("ignore")
-    import learn2learn as l2l
+from .tasks import TaskBatch
+from .meta_models import make_meta_model   # re-exported: the models moved to symmetries.meta_models
 
 # %% auto #0
-__all__ = ['SYNTHETIC_MODELS', 'MODELS', 'MAMLFC', 'MAMLLC', 'MAMLConv1d', 'MSRFC', 'MAMLConv2d', 'MSRConv2d', 'SinkhornMSRFC',
-           'FewShotConvNet', 'make_meta_model', 'MSRMAML', 'task_losses', 'check_batch', 'query_losses_l2l',
-           'forward_tasks', 'adapt_tasks', 'query_losses_batched', 'meta_train', 'meta_test', 'conv_band_mass']
-
-# %% ../nbs/07_meta.ipynb #391afb1e
-def _uniform_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
-    "torch's default layer initialisation U(-1/sqrt(fan_in), 1/sqrt(fan_in))."
-    with torch.no_grad(): return t.uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-
-class MAMLFC(nn.Module):
-    "Fully connected layer (no bias) on 1D signals (n, 1, in_features) -> (n, 1, out_features); MAML adapts `weight`."
-    inner_params = ("weight",)
-    def __init__(self, in_features: int = 70, out_features: int = 68):
-        super().__init__()
-        self.weight = nn.Parameter(_uniform_(torch.empty(out_features, in_features), in_features))
-        self.in_shape, self.out_shape = (1, in_features), (1, out_features)
-    def forward(self, x): return F.linear(x, self.weight)
-    def forward_tasks(self, params, x):
-        "x (T, n, 1, in) with params['weight'] (T, out, in)."
-        T = x.shape[0]
-        return torch.bmm(x.reshape(T, -1, x.shape[-1]), params["weight"].transpose(1, 2)).reshape(*x.shape[:-1], -1)
-
-class MAMLLC(nn.Module):
-    "Locally connected layer (no bias): every output position has its own `taps`-tap filter; MAML adapts `weight`."
-    inner_params = ("weight",)
-    def __init__(self, in_features: int = 70, taps: int = 3):
-        super().__init__()
-        self.weight = nn.Parameter(_uniform_(torch.empty(in_features - taps + 1, taps), taps))
-        self.in_shape, self.out_shape = (1, in_features), (1, in_features - taps + 1)
-    def forward(self, x): return locally_connected1d(x, self.weight)
-    def forward_tasks(self, params, x): return locally_connected1d(x, params["weight"][:, None, None])
-
-class MAMLConv1d(nn.Module):
-    "Convolution with one `taps`-tap filter (no bias, valid); MAML adapts its `weight`."
-    inner_params = ("weight",)
-    def __init__(self, in_features: int = 70, taps: int = 3):
-        super().__init__()
-        self.weight = nn.Parameter(_uniform_(torch.empty(taps), taps))
-        self.in_shape, self.out_shape = (1, in_features), (1, in_features - taps + 1)
-    def forward(self, x): return F.conv1d(x, self.weight.view(1, 1, -1))
-    def forward_tasks(self, params, x): return (x.unfold(-1, self.weight.numel(), 1) * params["weight"][:, None, None, None]).sum(-1)
-
-# %% ../nbs/07_meta.ipynb #f1ed77fd
-class MSRFC(SharingLinear):
-    "MSR fully connected layer `W = reshape(U v)` on (n, 1, in_features); the inner loop adapts `v` only."
-    inner_params = ("v",)
-    def __init__(self, in_features: int = 70, out_features: int = 68, k: int = 3, u_std: float = 0.01):
-        super().__init__(in_features, out_features, k)
-        with torch.no_grad(): self.U.normal_(0, u_std); self.v.normal_(0, 1 / out_features)
-        self.in_shape, self.out_shape = (1, in_features), (1, out_features)
-    def forward_tasks(self, params, x):
-        "x (T, n, 1, in) with params['v'] (T, k); U shared."
-        T, U, v = x.shape[0], params["U"], params["v"]
-        xs = x.reshape(T, -1, self.in_features)
-        if xs.shape[1] * self.k <= xs.shape[1] + self.k:
-            # few examples per task (the 1-example support set): project onto U's k columns, never build W
-            Ur = U.view(self.out_features, self.in_features, self.k).transpose(0, 1).reshape(self.in_features, -1)
-            z = (xs.reshape(-1, self.in_features) @ Ur).view(T, -1, self.out_features, self.k)
-            return (z @ v[:, None, :, None]).view(*x.shape[:-1], self.out_features)
-        W = (v @ U.T).view(T, self.out_features, self.in_features)               # one weight matrix per task
-        return torch.bmm(xs, W.transpose(1, 2)).view(*x.shape[:-1], self.out_features)
-
-# %% ../nbs/07_meta.ipynb #bc08d24e
-class MAMLConv2d(nn.Module):
-    "A 2D convolution (no bias, valid) on (n, C, H, W); MAML adapts its `weight`."
-    inner_params = ("weight",)
-    def __init__(self, in_channels: int = 1, out_channels: int = 12, kernel: int = 3, size: int = 12):
-        super().__init__()
-        self.weight = nn.Parameter(_uniform_(torch.empty(out_channels, in_channels, kernel, kernel), in_channels * kernel * kernel))
-        self.in_shape, self.out_shape = (in_channels, size, size), (out_channels, size - kernel + 1, size - kernel + 1)
-    def forward(self, x): return F.conv2d(x, self.weight)
-    def forward_tasks(self, params, x): return per_task_conv2d(x, params["weight"])
-
-class MSRConv2d(nn.Module):
-    "2D convolution with kernel stack `reshape(U v)`, U `(out·in·kernel², k)`; the inner loop adapts `v`."
-    inner_params = ("v",)
-    def __init__(self, in_channels: int = 1, out_channels: int = 12, kernel: int = 3, k: int = 27, size: int = 12,
-                 u_std: float = 0.01):
-        super().__init__()
-        self.wshape = (out_channels, in_channels, kernel, kernel)
-        self.U = nn.Parameter(torch.randn(math.prod(self.wshape), k) * u_std)
-        self.v = nn.Parameter(torch.randn(k) / out_channels)
-        self.in_shape, self.out_shape = (in_channels, size, size), (out_channels, size - kernel + 1, size - kernel + 1)
-    @property
-    def weight(self): return (self.U @ self.v).view(self.wshape)
-    def forward(self, x): return F.conv2d(x, self.weight)
-    def forward_tasks(self, params, x):
-        return per_task_conv2d(x, (params["v"] @ params["U"].T).view(-1, *self.wshape))
-
-# %% ../nbs/07_meta.ipynb #14ec7f65
-class SinkhornMSRFC(nn.Module):
-    "MSR layer whose k sharing columns are doubly stochastic n×n matrices (first `out_features` rows used)."
-    inner_params = ("v",)
-    def __init__(self, in_features: int = 70, out_features: int = 68, k: int = 3, n_iter: int = 20, tau: float = 0.1,
-                 init_std: float = 0.1):
-        super().__init__()
-        if out_features > in_features: raise ValueError(f"out_features must be <= in_features={in_features}, got {out_features}")
-        self.in_features, self.out_features, self.k, self.n_iter, self.tau = in_features, out_features, k, n_iter, tau
-        self.U_logits = nn.Parameter(torch.randn(k, in_features, in_features) * init_std)
-        self.v = nn.Parameter(torch.randn(k) / math.sqrt(k))
-        self.in_shape, self.out_shape = (1, in_features), (1, out_features)
-    def sharing(self, logits=None):
-        "The k doubly stochastic matrices truncated to (k, out_features, in_features)."
-        return ws_sinkhorn(self.U_logits if logits is None else logits, n_iter=self.n_iter, tau=self.tau)[:, :self.out_features]
-    @property
-    def weight(self): return torch.einsum("j,joi->oi", self.v, self.sharing())
-    def forward(self, x): return F.linear(x, self.weight)
-    def forward_tasks(self, params, x):
-        S = self.sharing(params["U_logits"])
-        z = torch.einsum("tnci,joi->tncoj", x, S)
-        return torch.einsum("tncoj,tj->tnco", z, params["v"])
-
-# %% ../nbs/07_meta.ipynb #658cfd52
-class FewShotConvNet(nn.Module):
-    "Conv net for `ways`-way classification of (n, 1, size, size) images; `msr=True` uses MSR sharing convolutions."
-    def __init__(self, ways: int = 5, hidden: int = 16, layers: int = 3, size: int = 28, msr: bool = False):
-        super().__init__()
-        convs = [(SharingConv2d if msr else nn.Conv2d)(1 if i == 0 else hidden, hidden, 3, padding=1) for i in range(layers)]
-        self.convs = nn.ModuleList(convs)
-        self.head = nn.Linear(hidden * (size // 2 ** layers) ** 2, ways)
-        self.inner_params = tuple(n for n, _ in self.named_parameters() if not is_sharing_parameter(n))
-        self.in_shape, self.out_shape, self.msr = (1, size, size), (ways,), msr
-    def forward(self, x):
-        for conv in self.convs: x = F.max_pool2d(F.relu(conv(x)), 2)
-        return self.head(x.flatten(1))
-
-# %% ../nbs/07_meta.ipynb #52c54cd5
-SYNTHETIC_MODELS = ("maml_fc", "maml_lc", "maml_conv", "msr_fc")
-"The four models of the paper's synthetic table."
-MODELS = SYNTHETIC_MODELS + ("sinkhorn_fc", "maml_conv2d", "msr_conv2d", "maml_convnet", "msr_convnet")
-"Every model name `make_meta_model` knows."
-
-def make_meta_model(name: str, tasks, **kwargs) -> nn.Module:
-    "Model `name` (one of `MODELS`) shaped for `tasks` (a task distribution from `symmetries.tasks`)."
-    if name not in MODELS: raise ValueError(f"name must be one of {MODELS}, got {name!r}")
-    if name in SYNTHETIC_MODELS + ("sinkhorn_fc",):
-        if not hasattr(tasks, "taps"): raise ValueError(f"model {name!r} needs 1D synthetic tasks, got {tasks!r}")
-        L, taps, k = tasks.length, tasks.taps, latent_size(tasks.problem, tasks.taps)
-        return {"maml_fc": lambda: MAMLFC(L, L - taps + 1, **kwargs), "maml_lc": lambda: MAMLLC(L, taps, **kwargs),
-                "maml_conv": lambda: MAMLConv1d(L, taps, **kwargs), "msr_fc": lambda: MSRFC(L, L - taps + 1, k, **kwargs),
-                "sinkhorn_fc": lambda: SinkhornMSRFC(L, L - taps + 1, k, **kwargs)}[name]()
-    if name in ("maml_conv2d", "msr_conv2d"):
-        if not hasattr(tasks, "fields"): raise ValueError(f"model {name!r} needs 2D equivariant tasks, got {tasks!r}")
-        if name == "maml_conv2d": return MAMLConv2d(1, tasks.out_channels, tasks.kernel, tasks.size, **kwargs)
-        return MSRConv2d(1, tasks.out_channels, tasks.kernel, kwargs.pop("k", tasks.fields * tasks.kernel ** 2), tasks.size, **kwargs)
-    if not hasattr(tasks, "ways"): raise ValueError(f"model {name!r} needs few-shot classification tasks, got {tasks!r}")
-    return FewShotConvNet(tasks.ways, size=tasks.x_shape[-1], msr=name == "msr_convnet", **kwargs)
+__all__ = ['import_learn2learn', 'MSRMAML', 'task_losses', 'check_batch', 'query_losses_l2l', 'forward_tasks', 'adapt_tasks',
+           'query_losses_batched', 'meta_train', 'meta_test']
 
 # %% ../nbs/07_meta.ipynb #ff659fd4
+_LEARN2LEARN_HELP = ('pip install "symmetries[meta]". On Python >= 3.11 build learn2learn 0.2.0 first (its C files must be '
+                     'regenerated): pip install cython setuptools wheel && pip install --no-build-isolation learn2learn==0.2.0 '
+                     '--config-settings="--global-option=build_ext"')
+
+def import_learn2learn():
+    "The `learn2learn` module, imported on first use; an ImportError that says how to install it when it is missing."
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():   # gym's deprecation banner on import
+            warnings.simplefilter("ignore")
+            return importlib.import_module("learn2learn")
+    except ImportError as e:
+        raise ImportError(f"learn2learn is needed for MSRMAML.clone()/adapt() (the learn2learn loop) but could not be "
+                          f"imported ({e}). Install it with: {_LEARN2LEARN_HELP}") from e
+
 def _lr_key(name: str) -> str: return name.replace(".", "__")
 
-class MSRMAML(l2l.algorithms.MAML):
-    "learn2learn MAML adapting only `model.inner_params` (MSR: the filters `v`), with learned per-layer inner learning rates."
+class MSRMAML(nn.Module):
+    "MAML in learn2learn's interface adapting only `model.inner_params` (MSR: the filters `v`), with learned per-layer inner learning rates."
     def __init__(self, model: nn.Module, lr: float = 0.1, first_order: bool = False, learn_lr: bool = True,
                  inner_params=None, lrs: nn.ParameterDict | None = None):
-        super().__init__(model, lr=lr, first_order=first_order, allow_unused=True, allow_nograd=True)
+        super().__init__()
+        self.module, self.lr, self.first_order = model, lr, first_order
+        self.allow_unused = self.allow_nograd = True          # as learn2learn's MAML was configured here
         names = dict(model.named_parameters())
         self.inner_params = tuple(inner_params if inner_params is not None else getattr(model, "inner_params", names))
         unknown = [n for n in self.inner_params if n not in names]
@@ -186,24 +52,32 @@ class MSRMAML(l2l.algorithms.MAML):
                                                              requires_grad=learn_lr) for n in self.inner_params})
         self.lrs, self.learn_lr = lrs, learn_lr
 
+    def __getattr__(self, name: str):
+        # like learn2learn's learners: an attribute the learner lacks is looked up on its model
+        try: return super().__getattr__(name)
+        except AttributeError: return getattr(self.__dict__["_modules"]["module"], name)
+
+    def forward(self, *args, **kwargs): return self.module(*args, **kwargs)
+
     def inner_lr(self, name: str) -> torch.Tensor:
         "The (learned) inner learning rate of parameter `name`."
         return self.lrs[_lr_key(name)]
 
     def clone(self, first_order=None, **kwargs) -> MSRMAML:
         "A differentiable copy (`l2l.utils.clone_module`) sharing the learning rates."
-        return MSRMAML(l2l.utils.clone_module(self.module), lr=self.lr, learn_lr=self.learn_lr,
+        return MSRMAML(import_learn2learn().utils.clone_module(self.module), lr=self.lr, learn_lr=self.learn_lr,
                        first_order=self.first_order if first_order is None else first_order,
                        inner_params=self.inner_params, lrs=self.lrs)
 
     def adapt(self, loss: torch.Tensor, first_order=None, **kwargs):
         "One SGD step on `loss` for the inner parameters only (in place, differentiable unless first order)."
+        update_module = import_learn2learn().utils.update_module
         first_order = self.first_order if first_order is None else first_order
         named = dict(self.module.named_parameters())
         grads = torch.autograd.grad(loss, [named[n] for n in self.inner_params], create_graph=not first_order,
                                     retain_graph=not first_order, allow_unused=True)
         step = {n: (None if g is None else -self.inner_lr(n) * g) for n, g in zip(self.inner_params, grads)}
-        l2l.utils.update_module(self.module, updates=[step.get(n) for n in named])   # None: parameter left as it is
+        update_module(self.module, updates=[step.get(n) for n in named])   # None: parameter left as it is
 
     def meta_parameters(self):
         "What the outer loop learns: the model's parameters (U and initial v) and the learning rates."
@@ -302,7 +176,7 @@ def meta_train(learner: MSRMAML, tasks, outer_steps: int = 1000, meta_batch: int
         if not isinstance(val, int) or val < 1: raise ValueError(f"{name} must be an int >= 1, got {val!r}")
     if decay_from is not None and not 0 <= decay_from < 1: raise ValueError(f"decay_from must be in [0, 1) or None, got {decay_from!r}")
     device = default_device(device)
-    with cpu_threads(threads, device):
+    with cpu_threads(threads):
         learner.to(device)
         opt = torch.optim.Adam(learner.meta_parameters(), lr=outer_lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _lr_factor(i, outer_steps, decay_from)) if decay_from is not None else None
@@ -338,7 +212,7 @@ def meta_test(learner: MSRMAML, tasks, n_tasks: int | None = None, batch_size: i
               seed: int = 0, device=None, threads: int | None = 1) -> dict:
     "Meta-test on held-out tasks: {'mean', 'ci95', 'n_tasks', 'losses'} (+ 'accuracy', 'acc_ci95' for classification)."
     device = default_device(device)
-    with cpu_threads(threads, device):
+    with cpu_threads(threads):
         learner.to(device)
         losses, accs = [], []
         for batch in tasks.test_batches(n_tasks, batch_size, seed):
@@ -355,11 +229,10 @@ def meta_test(learner: MSRMAML, tasks, n_tasks: int | None = None, batch_size: i
         out.update(accuracy=acc["mean"], acc_ci95=acc["ci95"])
     return out
 
-# %% ../nbs/07_meta.ipynb #a58849d6
-def conv_band_mass(W: torch.Tensor, taps: int = 3) -> torch.Tensor:
-    "Fraction of the squared entries of W (..., m, n) on the `taps` diagonals W[i, i + j], 0 <= j < taps."
-    if W.ndim < 2: raise ValueError(f"W must have shape (..., m, n), got {tuple(W.shape)}")
-    m, n = W.shape[-2:]
-    d = torch.arange(n, device=W.device)[None] - torch.arange(m, device=W.device)[:, None]
-    band = (d >= 0) & (d < taps)
-    return (W.pow(2) * band).sum((-2, -1)) / W.pow(2).sum((-2, -1))
+# %% ../nbs/07_meta.ipynb #74ccf296
+def __getattr__(name: str):
+    # conv_band_mass moved to symmetries.analysis; the old name still works (imported on use: analysis comes later)
+    if name == "conv_band_mass":
+        warnings.warn("symmetries.meta.conv_band_mass moved to symmetries.analysis.conv_band_mass", DeprecationWarning, stacklevel=2)
+        return importlib.import_module("symmetries.analysis").conv_band_mass
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
