@@ -18,6 +18,9 @@ min_python = cfg["min_python"]
 requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
 console_scripts = [s for s in cfg.get("console_scripts", "").split() if s]
+# optional dependencies: settings.ini's extras_NAME lines become the extras NAME, and `all` is their union
+extras = {key[len("extras_"):]: cfg[key].split() for key in cfg if key.startswith("extras_")}
+extras["all"] = sorted({r for reqs in extras.values() for r in reqs})
 
 setuptools.setup(
     name=cfg["lib_name"],
@@ -40,7 +43,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg["lib_path"], cfg["lib_path"] + ".*"]),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={"dev": dev_requirements},
+    extras_require={**extras, "dev": dev_requirements},
     python_requires=">=" + min_python,
     zip_safe=False,
     entry_points={"console_scripts": console_scripts, "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},

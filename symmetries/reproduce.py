@@ -7,23 +7,14 @@ from __future__ import annotations
 import argparse, contextlib, datetime, json, os, platform, sys, time, traceback
 from pathlib import Path
 
-import matplotlib
-import torch
-
 import symmetries
-from . import ws_mnist
-from .utils import default_device, set_seed, progress
-from .msr_synthetic import run_synthetic_table, PAPER_SYNTHETIC_MSE
-from .msr_synthetic import CONFIGS as MSR_CONFIGS
-from .ws_toys import run_shift_toy
-from .ws_toys import CONFIGS as TOY_CONFIGS
-from .ws_mnist import run_rotated_digits, PAPER_TABLES
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'BUDGETS', 'BUDGET_ALIASES', 'CPU_SECONDS', 'PAPER', 'UNITS', 'RUNNERS', 'FIGURE_CAPTION',
-           'FIGURE_NAMES', 'MAX_SEED', 'budget_name', 'experiment_config', 'run_msr_synthetic', 'run_ws_shift_toy',
-           'run_rotated_digits_experiment', 'run_meta', 'results_markdown', 'save_figures', 'check_out',
-           'write_results', 'cpu_warning', 'ExperimentsFailed', 'reproduce', 'main']
+__all__ = ['EXPERIMENTS', 'BUDGETS', 'BUDGET_ALIASES', 'CPU_SECONDS', 'CPU_SECONDS_SOURCE', 'UNITS', 'RUNNERS', 'FIGURE_CAPTION',
+           'FIGURE_NAMES', 'MAX_SEED', 'budget_name', 'experiment_config', 'paper_references', 'run_msr_synthetic',
+           'run_ws_shift_toy', 'run_rotated_digits_experiment', 'results_meta', 'experiment_meta', 'results_markdown',
+           'save_figures', 'check_out', 'available_devices', 'check_device', 'earlier_results', 'write_results',
+           'cpu_warning', 'ExperimentsFailed', 'reproduce', 'main']
 
 # %% ../nbs/30_reproduce.ipynb #1ba0285e
 EXPERIMENTS = ("msr_synthetic", "ws_shift_toy", "rotated_digits")
@@ -40,19 +31,31 @@ def budget_name(budget: str) -> str:
 def experiment_config(name: str, budget: str) -> tuple[dict, str]:
     "(keyword arguments for the experiment's runner, label) of experiment `name` at `budget`."
     budget = budget_name(budget)
-    if name == "msr_synthetic": return {"config": budget}, MSR_CONFIGS[budget]["label"]
-    if name == "ws_shift_toy": return {"config": budget}, TOY_CONFIGS[budget]["label"]
+    if name == "msr_synthetic":
+        from symmetries.msr_synthetic import CONFIGS
+        return {"config": budget}, CONFIGS[budget]["label"]
+    if name == "ws_shift_toy":
+        from symmetries.ws_toys import CONFIGS
+        return {"config": budget}, CONFIGS[budget]["label"]
     if name == "rotated_digits":
-        cfg = dict(ws_mnist.CONFIGS[budget])
+        from symmetries.ws_mnist import CONFIGS
+        cfg = dict(CONFIGS[budget])
         return {"config": cfg}, cfg["label"]
     raise ValueError(f"unknown experiment {name!r}; valid names: {list(EXPERIMENTS)}")
 
-# rough wall time of each experiment on a 2-core CPU (measured on this project's machine; rotated digits at `paper`
-# from the time per training step of its three networks at batch 64)
-CPU_SECONDS = {"tiny": {"msr_synthetic": 2, "ws_shift_toy": 5, "rotated_digits": 15},
+CPU_SECONDS = {"tiny": {"msr_synthetic": 1, "ws_shift_toy": 6, "rotated_digits": 9},
                "fast": {"msr_synthetic": 45, "ws_shift_toy": 45, "rotated_digits": 195},
                "paper": {"msr_synthetic": 65, "ws_shift_toy": 50, "rotated_digits": 950_000}}
-"Rough seconds per experiment and budget on a 2-core CPU: what the main job announces, and the basis of its `--full` warning."
+"Seconds per experiment and budget on a 2-core CPU: what the main job announces, and the basis of its `--full` warning."
+CPU_SECONDS_SOURCE = {
+    "tiny": ("`python bench/bench_reproduce.py --budget tiny --device cpu` on 2026-12-01: Intel(R) Xeon(R) Processor, 2 cores, 2 torch threads, torch 2.14.1+cu130; "
+             "the machine was shared (load average 6.2 on its 2 cores), so these are upper bounds"),
+    "fast": ("`time symmetries_reproduce --out /tmp/repro_fast` on 2026-11-25: a 2-core x86_64 machine, CPU only, torch 2.14.1, "
+             "4 min 51 s in all; `python bench/bench_reproduce.py --budget fast` measures it again"),
+    "paper": "not measured as a whole: msr_synthetic and ws_shift_toy differ from `fast` only in their schedules and "
+             "take about as long; rotated_digits is extrapolated from the time per training step of its three networks "
+             "at batch 64 on the same CPU (about 11 days)"}
+"Where each budget's `CPU_SECONDS` come from: the command, date and machine of the measurement, or how it was estimated."
 
 def _duration(seconds: float) -> str:
     if seconds < 90: return f"{seconds:.0f} s"
@@ -60,7 +63,11 @@ def _duration(seconds: float) -> str:
     if seconds < 2 * 86400: return f"{seconds / 3600:.0f} h"
     return f"{seconds / 86400:.0f} days"
 
-PAPER = {
+def paper_references() -> dict:
+    "The papers' numbers that `results.md` shows next to ours (accuracies as fractions) and where they come from."
+    from symmetries.msr_synthetic import PAPER_SYNTHETIC_MSE
+    from symmetries.ws_mnist import PAPER_TABLES
+    return {
     "msr_synthetic": {"source": "the MSR authors' own code (github.com/AllanYangZhou/metalearning-symmetries) run at the paper's "
                                 "budget of 1,000 outer steps x 32 tasks on this project's 2-core CPU machine class (torch 2.14); "
                                 "not numbers copied from the paper",
@@ -68,8 +75,7 @@ PAPER = {
     "rotated_digits": {"source": "WSCNN paper (van der Linden et al., NeurIPS 2024), Table 1: rotated MNIST, 100 epochs; "
                                  "its WSCNN row is WSCNN + norm",
                        **{m: round(PAPER_TABLES["rotated"][t] / 100, 4) for m, t in (("cnn", "cnn"), ("gcnn", "gcnn"), ("wscnn", "wscnn+norm"))}},
-}
-"The papers' numbers that `results.md` shows next to ours (accuracies as fractions) and where they come from."
+    }
 
 UNITS = {
     "msr_synthetic": "meta-test MSE, the mean over held-out tasks (lower is better)",
@@ -87,11 +93,14 @@ def _bar_kwargs(show_progress: bool) -> dict: return {} if show_progress else {"
 
 def run_msr_synthetic(seed: int = 0, device=None, config: str = "fast", show_progress: bool = True, **kwargs) -> tuple[dict, dict]:
     "MSR's synthetic table: {'rank1': {'maml_fc': mse, ...}, 'rank2': ..., 'rank5': ...} and its details (95% intervals)."
+    from symmetries.msr_synthetic import run_synthetic_table
     details = run_synthetic_table(seed=seed, device=device, details=True, config=config, **kwargs)
     return {r: {m: float(d["mse"]) for m, d in row.items()} for r, row in details.items()}, details
 
 def run_ws_shift_toy(seed: int = 0, device=None, config: str = "fast", show_progress: bool = True, **kwargs) -> tuple[dict, dict]:
     "The 1D cyclic-shift toy, equivariant and invariant: rep_error (0 = the shifts recovered exactly) and the test metric."
+    from symmetries.utils import progress
+    from symmetries.ws_toys import run_shift_toy
     out, details = {}, {}
     for mode in progress(("equivariant", "invariant"), desc="ws_shift_toy", **_bar_kwargs(show_progress)):
         res = run_shift_toy(mode, seed=seed, device=device, config=config, show_progress=show_progress, **kwargs)
@@ -102,6 +111,8 @@ def run_ws_shift_toy(seed: int = 0, device=None, config: str = "fast", show_prog
 def run_rotated_digits_experiment(seed: int = 0, device=None, config: dict | str = "fast", show_progress: bool = True,
                                   **kwargs) -> tuple[dict, dict]:
     "Rotated digits: test accuracy of CNN, GCNN and WSCNN, trained one after the other (each from the same seed)."
+    from symmetries.utils import progress
+    from symmetries.ws_mnist import run_rotated_digits
     accs = {}
     for model in progress(("cnn", "gcnn", "wscnn"), desc="rotated_digits", **_bar_kwargs(show_progress)):
         accs.update(run_rotated_digits(models=(model,), seed=seed, device=device, config=config, show_progress=show_progress, **kwargs))
@@ -111,9 +122,11 @@ RUNNERS = {"msr_synthetic": run_msr_synthetic, "ws_shift_toy": run_ws_shift_toy,
            "rotated_digits": run_rotated_digits_experiment}
 
 # %% ../nbs/30_reproduce.ipynb #fddd66f3
-def run_meta(budget: str, seed: int, device, experiments, finished=(), failed=None, seconds=None, figures=(),
-             status: str = "running", started: str | None = None, stale=()) -> dict:
-    "The `meta` object of `results.json`: how the numbers were made, which experiments finished, and the units."
+def results_meta(budget: str, seed: int, device, experiments, finished=(), failed=None, seconds=None, figures=(),
+                 status: str = "running", started: str | None = None, stale=(), earlier: dict | None = None) -> dict:
+    """The `meta` object of `results.json`: how this run's numbers were made, which experiments finished, the units, and
+    under `earlier` the metadata of each experiment kept from an earlier run in the same folder."""
+    import torch
     budget = budget_name(budget)
     return {"status": status, "complete": status == "complete", "budget": budget,
             "configurations": {n: experiment_config(n, budget)[1] for n in experiments},
@@ -123,7 +136,16 @@ def run_meta(budget: str, seed: int, device, experiments, finished=(), failed=No
             "pending": [n for n in experiments if n not in finished and n not in (failed or {})],
             "seconds": {k: round(v, 1) for k, v in (seconds or {}).items()}, "figures": list(figures),
             "stale_files": list(stale), "started": started or datetime.datetime.now().isoformat(timespec="seconds"),
-            "updated": datetime.datetime.now().isoformat(timespec="seconds"), "units": UNITS}
+            "updated": datetime.datetime.now().isoformat(timespec="seconds"), "units": UNITS,
+            "earlier": dict(earlier or {})}
+
+_RUN_KEYS = ("budget", "seed", "device", "torch", "symmetries", "python", "machine", "started")
+
+def experiment_meta(meta: dict, name: str) -> dict:
+    "How experiment `name` of a `results.json` was made: its run's budget, configuration, seed, ... (its own, when it was kept from an earlier run)."
+    if name in meta.get("earlier", {}): return meta["earlier"][name]
+    return {**{k: meta[k] for k in _RUN_KEYS}, "configuration": meta["configurations"].get(name),
+            "seconds": meta["seconds"].get(name), "figures": [f for f in meta["figures"] if f in FIGURE_NAMES.get(name, ())]}
 
 def _fmt(x, pct=False): return "—" if x is None else (f"{100 * x:.2f}" if pct else f"{x:.3f}")
 
@@ -146,7 +168,12 @@ FIGURE_CAPTION = (
 
 def results_markdown(results: dict, details: dict | None = None) -> str:
     "`results.md`: the tables of `results` beside the papers' numbers, explanations and figure captions, from its `meta`."
-    meta = results["meta"]; budget = meta["budget"]; cfg = meta["configurations"]
+    meta = results["meta"]; budget = meta["budget"]; refs = paper_references()
+    def ours(name):           # the row label and the configuration line of experiment `name` (its own run's, when kept)
+        em = experiment_meta(meta, name)
+        kept = (f" Kept from an earlier run in this folder: budget `{em['budget']}`, seed {em['seed']}, device {em['device']}, "
+                f"started {em['started']}." if name in meta.get("earlier", {}) else "")
+        return f"ours (`{em['budget']}`)", f"Configuration: {em['configuration']}.{kept}"
     md = [f"# symmetries_reproduce: results (budget `{budget}`)", ""]
     if not meta["complete"]:
         what = {"running": "the run is still going, or was stopped before it could say so",
@@ -158,21 +185,22 @@ def results_markdown(results: dict, details: dict | None = None) -> str:
            f"Seed {meta['seed']}, device {meta['device']}, torch {meta['torch']}, symmetries {meta['symmetries']}, "
            f"Python {meta['python']}, {meta['machine']}; started {meta['started']}.", ""]
     if "msr_synthetic" in results:
-        ref = PAPER["msr_synthetic"]
-        md += ["## MSR synthetic problems (meta-test MSE, lower is better)", "", f"Configuration: {cfg['msr_synthetic']}.", "",
+        ref = refs["msr_synthetic"]; row_name, config = ours("msr_synthetic")
+        md += ["## MSR synthetic problems (meta-test MSE, lower is better)", "", config, "",
                "| rank | row | MAML-FC | MAML-LC | MAML-Conv | MSR-FC |", "|---|---|---|---|---|---|"]
         for r, row in results["msr_synthetic"].items():
-            md.append(f"| {r} | ours (`{budget}`) | " + " | ".join(_fmt(row.get(m)) for m in ("maml_fc", "maml_lc", "maml_conv", "msr_fc")) + " |")
+            md.append(f"| {r} | {row_name} | " + " | ".join(_fmt(row.get(m)) for m in ("maml_fc", "maml_lc", "maml_conv", "msr_fc")) + " |")
             if r in ref: md.append(f"| {r} | reference | " + " | ".join(_fmt(ref[r][m]) for m in ("maml_fc", "maml_lc", "maml_conv", "msr_fc")) + " |")
         md += ["", f"Reference rows: {ref['source']}. Each MSE is the mean over held-out tasks of the error on 19 query "
                "examples after one inner step on one support example. The paper's claim is the ordering: MSR-FC about "
                "as good as MAML-Conv (the right architecture) on rank 1 and the best of the four on rank 2 and 5.", ""]
     if "ws_shift_toy" in results:
-        md += ["## WSCNN 1D cyclic-shift toy", "", f"Configuration: {cfg['ws_shift_toy']}.", "",
+        row_name, config = ours("ws_shift_toy")
+        md += ["## WSCNN 1D cyclic-shift toy", "", config, "",
                "| setting | row | rep_error (0 = shifts recovered) | test metric |", "|---|---|---|---|"]
         for mode, row in results["ws_shift_toy"].items():
             metric = "accuracy" if mode == "invariant" else "MSE"
-            md.append(f"| {mode} | ours (`{budget}`) | {_fmt(row['rep_error'])} | {metric} {_fmt(row['accuracy_or_mse'])} |")
+            md.append(f"| {mode} | {row_name} | {_fmt(row['rep_error'])} | {metric} {_fmt(row['accuracy_or_mse'])} |")
         md += ["", "`rep_error` is the mean over the 12 learned matrices R of ‖R − P⋆‖_F / ‖P⋆‖_F, with P⋆ the nearest "
                "cyclic shift: 0 when every R is a shift, 0.96 for the uniform matrix (every entry 1/12). The "
                "**equivariant** toy regresses all 12 transformed outputs, which pins every R down: there the shifts are "
@@ -182,15 +210,15 @@ def results_markdown(results: dict, details: dict | None = None) -> str:
                "as the chapter `nbs/14_ws_toys.ipynb` shows); its test accuracy "
                "(chance: 1/12) is the number that shows it learned the task. The paper reports this toy qualitatively "
                "(figures of the learned matrices), so there is no reference row.", ""]
-        for name in meta["figures"]:
+        for name in experiment_meta(meta, "ws_shift_toy")["figures"]:
             if name.startswith("ws_shift_toy_"):
                 mode = name[len("ws_shift_toy_"):-len(".png")]
                 md += [f"![shift toy, {mode}]({name})", "", f"*Figure `{name}`* ({mode} toy). {FIGURE_CAPTION}", ""]
     if "rotated_digits" in results:
-        ref = PAPER["rotated_digits"]
-        md += ["## Rotated digits (test accuracy, %)", "", f"Configuration: {cfg['rotated_digits']}.", "",
+        ref = refs["rotated_digits"]; row_name, config = ours("rotated_digits")
+        md += ["## Rotated digits (test accuracy, %)", "", config, "",
                "| row | CNN | GCNN | WSCNN |", "|---|---|---|---|",
-               f"| ours (`{budget}`) | " + " | ".join(_fmt(results['rotated_digits'].get(m), pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |",
+               f"| {row_name} | " + " | ".join(_fmt(results['rotated_digits'].get(m), pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |",
                "| reference | " + " | ".join(_fmt(ref[m], pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |", "",
                f"Reference row: {ref['source']}. GCNN has the rotation symmetry built in (fixed C4 representations); "
                "WSCNN is the same network learning its representations, started near the identity (the library's "
@@ -199,6 +227,11 @@ def results_markdown(results: dict, details: dict | None = None) -> str:
     md += ["## This run", "",
            "Wall time: " + (", ".join(f"{k} {_duration(v)}" for k, v in meta["seconds"].items()) or "nothing finished yet") + ".", "",
            "Files of this run: " + ", ".join(f"`{f}`" for f in files) + "."]
+    if meta.get("earlier"):
+        md += ["", "Kept from earlier runs in this folder (each section above says which run): "
+               + ", ".join(f"{n} (budget `{e['budget']}`, started {e['started']}"
+                           + (f"; figures {', '.join(f'`{f}`' for f in e['figures'])}" if e.get("figures") else "") + ")"
+                           for n, e in meta["earlier"].items()) + "."]
     if meta["stale_files"]:
         md += ["", "Not from this run (left by an earlier one in the same folder): " + ", ".join(f"`{f}`" for f in meta["stale_files"]) + "."]
     md += ["", "Units (`results.json`): " + "; ".join(f"`{k}`: {v}" for k, v in UNITS.items()) + ".", ""]
@@ -246,6 +279,52 @@ def check_out(out: str | Path) -> Path:
     except OSError as e: raise ValueError(f"{out}: cannot write into this folder ({e.strerror or e})") from None
     return out
 
+def available_devices() -> list[str]:
+    "The devices this machine has, as `--device` names them: 'cpu', then each GPU ('cuda:0 (its name)', ...) and 'mps'."
+    import torch
+    names = ["cpu"]
+    if torch.cuda.is_available(): names += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available(): names.append("mps")
+    return names
+
+def check_device(device):
+    "`device` (None: the default) as a `torch.device` this machine has; a one-line `ValueError` naming what it has otherwise."
+    import torch
+    from symmetries.utils import default_device
+    if device is None: return default_device()
+    have = lambda: "this machine has " + ", ".join(available_devices()) + ("" if torch.cuda.is_available() else " (no GPU)")
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        hint = " (a GPU is named cuda, or cuda:N)" if str(device).lower().startswith("gpu") else ""
+        raise ValueError(f"{device!r} is not a device name{hint}; {have()}") from None
+    if d.type == "cpu": return d
+    if d.type == "cuda":
+        if not torch.cuda.is_available(): raise ValueError(f"{device}: no GPU is present here; {have()}")
+        if d.index is not None and d.index >= torch.cuda.device_count(): raise ValueError(f"{device}: there is no GPU number {d.index}; {have()}")
+        return d
+    if d.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available(): raise ValueError(f"{device}: no Apple GPU (MPS) is present here; {have()}")
+        return d
+    raise ValueError(f"{device}: the main job runs on cpu, cuda or mps; {have()}")
+
+def earlier_results(out: Path, only) -> dict:
+    """{name: (numbers, metadata)} of the finished experiments that a `results.json` already in `out` holds and this run
+    (`only`) does not redo: the main job keeps them. A `results.json` it cannot read is refused (a one-line `ValueError`)."""
+    path = Path(out) / "results.json"
+    if not path.exists(): return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        meta = data["meta"]
+        finished = set(meta.get("finished", ())) | set(meta.get("earlier", {}))
+        kept = {n: (data[n], dict(experiment_meta(meta, n))) for n in EXPERIMENTS if n not in only and n in data and n in finished}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} holds results this job cannot read ({type(e).__name__}: {e}); choose another folder, or "
+                         "let this run replace them (--overwrite)") from None
+    for _, m in kept.values(): m["figures"] = [f for f in m.get("figures", ()) if (Path(out) / f).exists()]
+    return kept
+
 def _write_atomic(path: Path, write):
     "Write `path` through `write(tmp)` into a temporary file next to it, then rename: readers never see half a file."
     tmp = path.with_name(f".{path.name}.tmp")
@@ -271,7 +350,7 @@ def _quiet_bars(quiet: bool):
 
 def cpu_warning(budget: str, only, device) -> str | None:
     "What to tell someone who starts the `paper` budget on a CPU (None otherwise): it is meant for a GPU, and how long it would take."
-    if budget_name(budget) != "paper" or default_device(device).type != "cpu": return None
+    if budget_name(budget) != "paper" or check_device(device).type != "cpu": return None
     est = {n: CPU_SECONDS["paper"][n] for n in only}
     return (f"budget 'paper' (--full) runs the papers' configurations, meant for a GPU; on a 2-core CPU expect about "
             f"{_duration(sum(est.values()))} (" + ", ".join(f"{n} {_duration(s)}" for n, s in est.items())
@@ -281,28 +360,39 @@ class ExperimentsFailed(RuntimeError):
     "Some experiments raised; the others ran and `results.json` / `results.md` say which failed and why."
 
 def reproduce(out: str | Path = "results", budget: str = "fast", only=None, seed: int = 0, device=None,
-              quiet: bool = False) -> dict:
-    "Run the experiments in `only` (default: all) at `budget`; write results.json, results.md and figures to `out`; return results.json's content."
+              quiet: bool = False, overwrite: bool = False) -> dict:
+    """Run the experiments in `only` (default: all) at `budget`; write results.json, results.md and figures to `out`; return
+    results.json's content. Finished experiments an earlier run left in `out` and this one does not redo are kept, with
+    their own metadata, unless `overwrite`."""
     budget = budget_name(budget)
     only = list(EXPERIMENTS if only is None else ([only] if isinstance(only, str) else only))
     bad = [n for n in only if n not in EXPERIMENTS]
     if bad: raise ValueError(f"only: unknown experiment(s) {bad}; valid names: {list(EXPERIMENTS)}")
     seed = _check_seed(seed)
-    device = default_device(device)
+    try: device = check_device(device)
+    except ValueError as e: raise ValueError(f"device: {e}") from None
     try: out = check_out(out)
     except ValueError as e: raise ValueError(f"out: {e}") from None
+    kept = {} if overwrite else earlier_results(out, only)
+    from symmetries.utils import set_seed
     say = (lambda *a, **k: None) if quiet else (lambda *a, **k: print(*a, **k, flush=True))
+    if kept: say(f"keeping {', '.join(kept)} from the earlier run in {out} (overwrite / --overwrite discards them)")
+    import matplotlib
     if "ipykernel" not in sys.modules: matplotlib.use("Agg")
     warning = cpu_warning(budget, only, device)
     if warning and not quiet: print(f"symmetries_reproduce: warning: {warning}", file=sys.stderr, flush=True)
     results, details, seconds, failed, figures = {}, {}, {}, {}, []
     started = datetime.datetime.now().isoformat(timespec="seconds")
-    stale = lambda: [f for names in FIGURE_NAMES.values() for f in names if f not in figures and (out / f).exists()]
+    kept_figures = {f for _, m in kept.values() for f in m.get("figures", ())}
+    stale = lambda: [f for names in FIGURE_NAMES.values() for f in names
+                     if f not in figures and f not in kept_figures and (out / f).exists()]
     def save(status):
-        meta = run_meta(budget, seed, device, only, finished=list(results), failed=failed, seconds=seconds,
-                        figures=figures, status=status, started=started, stale=stale())
-        write_results(out, {**results, "meta": meta}, details)
-        return {**results, "meta": meta}
+        meta = results_meta(budget, seed, device, only, finished=list(results), failed=failed, seconds=seconds,
+                            figures=figures, status=status, started=started, stale=stale(),
+                            earlier={n: m for n, (_, m) in kept.items()})
+        numbers = {n: r for n, (r, _) in kept.items()} | results
+        write_results(out, {**numbers, "meta": meta}, details)
+        return {**numbers, "meta": meta}
     save("running")
     try:
         with _quiet_bars(quiet):
@@ -325,6 +415,7 @@ def reproduce(out: str | Path = "results", budget: str = "fast", only=None, seed
         save("interrupted"); raise
     final = save("failed" if failed else "complete")
     say("wrote " + ", ".join(str(out / f) for f in ("results.json", "results.md", *figures))
+        + (f" (kept {', '.join(kept)} from the earlier run)" if kept else "")
         + (f" (incomplete: {', '.join(failed)} failed)" if failed else ""))
     if failed: raise ExperimentsFailed("; ".join(f"{k}: {v}" for k, v in failed.items()))
     return final
@@ -338,23 +429,29 @@ def main(argv=None):
                    help="the papers' configurations, = --budget paper (meant for a GPU: rotated digits take days on a CPU)")
     p.add_argument("--budget", choices=[*BUDGETS, *BUDGET_ALIASES], default=None,
                    help="tiny (smoke run, seconds) | fast (default, minutes on a CPU) | paper (= --full; 'full' is its old name)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when available)")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {MAX_SEED} (default: 0)")
     p.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), metavar="NAME",
-                   help=f"run only these experiments: {', '.join(EXPERIMENTS)}")
-    a = p.parse_args(argv)
+                   help=f"run only these experiments: {', '.join(EXPERIMENTS)} (the other results in --out are kept)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard the results an earlier run left in --out instead of keeping those this run does not redo")
+    a = p.parse_args(argv)        # before torch and the experiment modules load: --help and typos answer at once
     fail = lambda msg, code=2: p.exit(code, f"{p.prog}: error: {msg}\n")       # one line, no traceback
     if a.full and a.budget not in (None, "paper", "full"): p.error("--full and --budget are exclusive")
     budget = "paper" if a.full else budget_name(a.budget or "fast")
     try: _check_seed(a.seed)
     except ValueError as e: fail(f"--{e}")
-    try: device = default_device(a.device)
-    except RuntimeError as e: p.error(f"--device: {e}")
-    if device.type == "cuda" and not torch.cuda.is_available(): p.error("--device cuda: no GPU is available here")
-    try: check_out(a.out)        # before any work: a folder that cannot take the results fails now, not at the end
+    try: device = check_device(a.device)
+    except ValueError as e: fail(f"--device {e}")
+    try: out = check_out(a.out)  # before any work: a folder that cannot take the results fails now, not at the end
     except ValueError as e: fail(f"--out {e}")
-    try: reproduce(a.out, budget=budget, only=a.only, seed=a.seed, device=device)
+    if not a.overwrite:
+        try: earlier_results(out, a.only or EXPERIMENTS)
+        except ValueError as e: fail(f"--out {e}")
+    try: reproduce(a.out, budget=budget, only=a.only, seed=a.seed, device=device, overwrite=a.overwrite)
     except KeyboardInterrupt:
         fail(f"interrupted: {Path(a.out) / 'results.json'} and results.md keep the experiments that finished and say the run is incomplete", 130)
     except ExperimentsFailed as e: fail(f"some experiments failed ({e}); the others are in {Path(a.out) / 'results.json'}", 1)
+
+if __name__ == "__main__" and "IPython" not in sys.modules: main()   # `python -m symmetries.reproduce ...` (not in a notebook)

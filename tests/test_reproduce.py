@@ -39,6 +39,70 @@ def test_reproduce_tiny(tmp_path):
     assert "ws_shift_toy: 100%" in res.stderr and "rotated_digits: 100%" in res.stderr, res.stderr[-3000:]
     last = res.stdout.strip().splitlines()[-1]
     assert last == "wrote " + ", ".join(str(tmp_path / f) for f in ("results.json", "results.md", *meta["figures"])), last
+    # an --only run into the same folder keeps the other finished results, each with its own metadata
+    res = run([REPRODUCE, "--budget", "tiny", "--only", "msr_synthetic", "--seed", "3", "--out", str(tmp_path), "--device", "cpu"],
+              timeout=600, env={"SYMMETRIES_QUIET": "1"})
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    merged = json.loads((tmp_path / "results.json").read_text())
+    assert set(merged) == set(results)
+    assert merged["ws_shift_toy"] == results["ws_shift_toy"] and merged["rotated_digits"] == results["rotated_digits"]
+    assert (merged["meta"]["seed"], merged["meta"]["experiments"]) == (3, ["msr_synthetic"])
+    assert set(merged["meta"]["earlier"]) == {"ws_shift_toy", "rotated_digits"}
+    assert merged["meta"]["earlier"]["ws_shift_toy"]["figures"] == meta["figures"]
+    assert all(e["seed"] == 0 and e["started"] == meta["started"] for e in merged["meta"]["earlier"].values())
+    assert "keeping ws_shift_toy, rotated_digits from the earlier run" in res.stdout, res.stdout
+    md = (tmp_path / "results.md").read_text()
+    assert "| rank1 | ours (`tiny`) |" in md and "Kept from an earlier run in this folder: budget `tiny`, seed 0" in md
+    assert "![shift toy, invariant](ws_shift_toy_invariant.png)" in md
+    # --overwrite starts afresh: only this run's experiment is left in the files
+    res = run([REPRODUCE, "--budget", "tiny", "--only", "msr_synthetic", "--overwrite", "--out", str(tmp_path), "--device", "cpu"],
+              timeout=600, env={"SYMMETRIES_QUIET": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert set(json.loads((tmp_path / "results.json").read_text())) == {"msr_synthetic", "meta"}
+
+
+def test_help_answers_before_torch_loads():
+    # --help (and every refused argument) must not wait for torch and the experiment modules
+    code = ("import sys, time; t = time.time()\nfrom symmetries.reproduce import main\ntry: main(['--help'])\n"
+            "except SystemExit: pass\nprint('LOADED', sorted(m for m in ('torch', 'symmetries.meta', 'symmetries.ws_mnist', "
+            "'matplotlib') if m in sys.modules), round(time.time() - t, 2))")
+    res = run([sys.executable, "-c", code])
+    assert res.returncode == 0, res.stderr
+    assert "--overwrite" in res.stdout and "LOADED [] " in res.stdout, res.stdout[-500:]
+    t0 = time.time()
+    res = run([REPRODUCE, "--help"])
+    assert res.returncode == 0 and "usage: symmetries_reproduce" in res.stdout
+    assert time.time() - t0 < 5, time.time() - t0     # about 0.2 s; torch alone takes seconds
+
+
+def _machine_has():
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.mark.parametrize("device, message", [
+    ("mps", "--device mps: no Apple GPU (MPS) is present here; this machine has cpu"),
+    ("gpu", "--device 'gpu' is not a device name (a GPU is named cuda, or cuda:N); this machine has cpu"),
+    ("cuda:0", "--device cuda:0: no GPU is present here; this machine has cpu (no GPU)"),
+    ("cuda", "--device cuda: no GPU is present here; this machine has cpu (no GPU)"),
+    ("xpu", "--device xpu: the main job runs on cpu, cuda or mps; this machine has cpu"),
+])
+def test_reproduce_refuses_a_device_this_machine_lacks(tmp_path, device, message):
+    if device.startswith("cuda") and _machine_has() == "cuda": pytest.skip("this machine has a GPU")
+    out = tmp_path / "out"
+    res = run([REPRODUCE, "--budget", "tiny", "--device", device, "--out", str(out)])
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith("symmetries_reproduce: error: " + message) and res.stderr.count("\n") == 1, res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == ""
+    assert not out.exists(), "the results folder was created before the device was checked"
+
+
+def test_reproduce_refuses_an_unreadable_results_file(tmp_path):
+    (tmp_path / "results.json").write_text('{"msr_synthetic": {')
+    res = run([REPRODUCE, "--budget", "tiny", "--only", "msr_synthetic", "--out", str(tmp_path), "--device", "cpu"])
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"results.json holds results this job cannot read" in res.stderr and "(--overwrite)" in res.stderr
+    assert (tmp_path / "results.json").read_text() == '{"msr_synthetic": {'     # untouched
 
 
 def test_reproduce_refuses_unknown_names():
