@@ -16,10 +16,10 @@ from .models import WSModelMixin
 from .train import fit
 from .analysis import convex_fit, rep_error, recovers_group
 from .groups import cube_rotation_group
-from .utils import default_device, cpu_threads
+from .utils import default_device, cpu_threads, resolve_config
 
 # %% auto #0
-__all__ = ['CONFIGS', 'ToyWSNet', 'run_toy', 'run_shift_toy', 'run_rotation_toy', 'run_cube_toy']
+__all__ = ['CONFIGS', 'PAPER_RESULTS', 'ToyWSNet', 'run_toy', 'run_shift_toy', 'run_rotation_toy', 'run_cube_toy']
 
 # %% ../nbs/14_ws_toys.ipynb #711c878d
 _LIFT = {1: WSLiftConv1d, 2: WSLiftConv2d, 3: WSLiftConv3d}
@@ -52,7 +52,7 @@ def run_toy(toy: ToyData, shape: tuple, epochs: int = 30, n_test: int = 512, lr:
     mode = toy.mode
     train, test = _split(toy, n_test)
     loss_fn = F.mse_loss if mode == "equivariant" else F.cross_entropy
-    with cpu_threads(num_threads, device):  # tiny models run fastest single-threaded
+    with cpu_threads(num_threads):  # tiny models run fastest single-threaded
         torch.manual_seed(seed)
         model = ToyWSNet(shape, toy.params.shape[0], len(toy.elements), mode,
                          n_classes=int(toy.y.max()) + 1 if mode == "invariant" else None)
@@ -84,15 +84,16 @@ CONFIGS = {
 }
 "Epochs, training and held-out samples and a label of each named toy configuration: 'tiny', 'fast' (the default), 'paper'."
 
-def _toy_config(config: str, **overrides) -> dict:
-    "The configuration `config` with the entries of `overrides` that are not None replacing its own."
-    if config not in CONFIGS: raise ValueError(f"config must be one of {list(CONFIGS)}, got {config!r}")
-    cfg = dict(CONFIGS[config], name=config)
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    return cfg
+PAPER_RESULTS = {}
+"The paper's numbers for the toys: none, it shows them as figures of the learned representations."
+
+def _toy_config(config: str | dict, **overrides) -> dict:
+    "The configuration `config` (a name or a dict) with the entries of `overrides` that are not None replacing its own, and its `name`."
+    cfg = resolve_config(CONFIGS, config, overrides, skip_none=True)
+    return {**cfg, "name": config if isinstance(config, str) else cfg.get("name", "custom")}
 
 # %% ../nbs/14_ws_toys.ipynb #03d6d040
-def run_shift_toy(mode: str = "equivariant", partial: bool = False, n: int = 12, config: str = "fast", epochs: int | None = None,
+def run_shift_toy(mode: str = "equivariant", partial: bool = False, n: int = 12, config: str | dict = "fast", epochs: int | None = None,
                   n_samples: int | None = None, n_test: int | None = None, seed: int = 0, device=None, **kwargs) -> dict:
     "The 1D cyclic-shift toy at `config` (`partial`: data and model use only the first n//2 shifts); returns rep_error, accuracy_or_mse, ..."
     cfg = _toy_config(config, epochs=epochs, n_samples=n_samples, n_test=n_test)
@@ -100,7 +101,7 @@ def run_shift_toy(mode: str = "equivariant", partial: bool = False, n: int = 12,
     return {**run_toy(toy, (n,), epochs=cfg["epochs"], n_test=cfg["n_test"], seed=seed, device=device, **kwargs), "config": cfg["name"]}
 
 # %% ../nbs/14_ws_toys.ipynb #268c9938
-def run_rotation_toy(mode: str = "equivariant", k: int = 5, config: str = "fast", epochs: int | None = None,
+def run_rotation_toy(mode: str = "equivariant", k: int = 5, config: str | dict = "fast", epochs: int | None = None,
                      n_samples: int | None = None, n_test: int | None = None, seed: int = 0, device=None, **kwargs) -> dict:
     "2D signals on a k×k grid under C4 (90° rotations), at `config`."
     cfg = _toy_config(config, epochs=epochs, n_samples=n_samples, n_test=n_test)
@@ -108,7 +109,7 @@ def run_rotation_toy(mode: str = "equivariant", k: int = 5, config: str = "fast"
     return {**run_toy(toy, (k, k), epochs=cfg["epochs"], n_test=cfg["n_test"], seed=seed, device=device, **kwargs), "config": cfg["name"]}
 
 # %% ../nbs/14_ws_toys.ipynb #bb36caac
-def run_cube_toy(mode: str = "equivariant", partial: bool = False, config: str = "fast", epochs: int | None = None,
+def run_cube_toy(mode: str = "equivariant", partial: bool = False, config: str | dict = "fast", epochs: int | None = None,
                  n_samples: int | None = None, n_test: int | None = None, seed: int = 0, device=None, **kwargs) -> dict:
     "Signals on a 3×3×3 cube under its 24 rotations (`partial`: the 16 C4×C4 products), at `config`."
     cfg = _toy_config(config, epochs=epochs, n_samples=n_samples, n_test=n_test)
