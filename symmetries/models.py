@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .groups import Group
 from .layers import WSConv, WSLiftConv2d, WSGroupConv2d, invariant_pool, check_int, sinkhorn_layers
 
 # %% auto #0
@@ -80,6 +81,7 @@ class WSModelMixin:
                 and m.sinkhorn_error.numel()]
         return float(torch.stack([e.float().cpu() for e in errs]).max()) if errs else 0.0
 
+# %% ../nbs/04_models.ipynb #e272d2c8
 def ws_regularizer(norm_weight: float = 0.1, entropy_weight: float = 0.0, norm_variant: str = "paper"):
     "A `regularizer(model)` callable for `symmetries.train.fit` (0 for models without learned representations)."
     def regularizer(model):
@@ -107,10 +109,11 @@ class CNN(WSModelMixin, nn.Module):
 
     def forward(self, x): return self.head(self.features(x).mean((-2, -1)))
 
+# %% ../nbs/04_models.ipynb #7166559b
 class WSCNN(WSModelMixin, nn.Module):
     "WSCNN for MNIST: lifting + group layers with learned (or fixed, 'c4') R_g, started near the identity, not flat as in the paper (`PAPER_INIT`): see 17_ws_learning."
     def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 5,
-                 num_hidden: int = 4, group_size: int = 4, representations=None, padding: int = 0, n_iter: int = 20,
+                 num_hidden: int = 4, group_size: int = 4, representations: str | Group | None = None, padding: int = 0, n_iter: int = 20,
                  init_mode: str = "identity", fix_identity: bool = True, pool: str = "mean", lift_init_mode: str = "identity"):
         # init_mode="identity", not the layers' (and the paper's) "rand": through five layers the flat start barely
         # trains (the ablation in 17_ws_learning); PAPER_INIT restores the paper's start
@@ -136,6 +139,7 @@ class WSCNN(WSModelMixin, nn.Module):
         R = self.sinkhorn() if R is None else R              # every layer's R from one Sinkhorn call, handed on explicitly
         return self.head(invariant_pool(self.features(x, R), self.pool))
 
+# %% ../nbs/04_models.ipynb #7f06c04e
 PAPER_INIT = dict(lift_init_mode="rand", init_mode="rand")
 "The paper's (and official code's) initialisation, the layers' default: every R_g starts near the flat matrix 1/d (`init_mode='rand'`)."
 
@@ -200,10 +204,11 @@ class ResNet(_ResNetBase):
         super().__init__(conv(in_channels, hidden_channels), conv, nn.BatchNorm2d, in_channels, num_classes,
                          hidden_channels, kernel_size)
 
+# %% ../nbs/04_models.ipynb #5e68813d
 class WSResNet(_ResNetBase):
     "The paper's WSResNet: the ResNet with a lifting layer and weight-sharing group layers; learned R_g start near the identity, as in `WSCNN`."
     def __init__(self, in_channels: int = 3, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 7,
-                 group_size: int = 4, representations=None, n_iter: int = 20, init_mode: str = "identity", fix_identity: bool = True,
+                 group_size: int = 4, representations: str | Group | None = None, n_iter: int = 20, init_mode: str = "identity", fix_identity: bool = True,
                  lift_init_mode: str = "identity"):
         _check_model_args(dict(in_channels=in_channels, num_classes=num_classes, hidden_channels=hidden_channels,
                                kernel_size=kernel_size, group_size=group_size, n_iter=n_iter))
@@ -212,6 +217,7 @@ class WSResNet(_ResNetBase):
         super().__init__(WSLiftConv2d(in_channels, hidden_channels, kernel_size, group_size, init_mode=lift_init_mode, **kw), conv,
                          nn.BatchNorm3d, in_channels, num_classes, hidden_channels, kernel_size)
 
+# %% ../nbs/04_models.ipynb #e223a62b
 class GResNet(WSResNet):
     "C4 group ResNet: `WSResNet` with the fixed C4 representations."
     def __init__(self, in_channels: int = 3, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 7):
