@@ -66,10 +66,10 @@ class WSConv(nn.Module):
                  out_channels: int,  # output channels O, each with |G| maps
                  kernel_size: int,  # k: the kernels are k×k (k, k×k×k in 1D, 3D)
                  group_size: int,  # |G|, the number of representations R_g
-                 padding=0,  # an int, a tuple, "same" or "valid"
-                 stride=1,  # an int or a tuple
+                 padding: int | tuple | str = 0,  # an int, a tuple, "same" or "valid"
+                 stride: int | tuple = 1,  # an int or a tuple
                  bias: bool = True,  # one bias per output channel, shared over G
-                 representations=None,  # None: learned R_g; fixed: a (|G|, d, d) tensor, a `Group` on the k^n positions or "c4"
+                 representations: torch.Tensor | Group | str | None = None,  # None: learned R_g; fixed: a (|G|, d, d) tensor, a `Group` on the k^n positions or "c4"
                  n_iter: int = 20,  # Sinkhorn iterations (at most, see `sinkhorn_tol`)
                  tau: float = 1.0,  # Sinkhorn temperature, > 0
                  init_mode: str = "rand",  # "rand" (the paper's start, R_g ≈ flat), "identity" (the deep models' start, see 17_ws_learning) or "kaiming_uniform"
@@ -203,22 +203,27 @@ class WSLiftConv2d(WSConv):
     "Lifting layer (B, C, H, W) -> (B, O, G, H', W'): kernels R_g θ, R_g learned on the k² positions (or fixed)."
     spatial_dims, lifting = 2, True
 
+# %% ../nbs/03_layers.ipynb #d0fc33eb
 class WSGroupConv2d(WSConv):
     "Group layer (B, C, G, H, W) -> (B, O, G, H', W'): R_g learned on the G·k² (group, position) entries (or fixed)."
     spatial_dims, lifting = 2, False
 
+# %% ../nbs/03_layers.ipynb #92dd2572
 class WSLiftConv1d(WSConv):
     "1D lifting layer (B, C, L) -> (B, O, G, L'); with `kernel_size = L` R_g acts on the whole signal (paper's toys)."
     spatial_dims, lifting = 1, True
 
+# %% ../nbs/03_layers.ipynb #a5df395e
 class WSGroupConv1d(WSConv):
     "1D group layer (B, C, G, L) -> (B, O, G, L'); with L = kernel_size = 1 it is a learned convolution on G."
     spatial_dims, lifting = 1, False
 
+# %% ../nbs/03_layers.ipynb #5de8037b
 class WSLiftConv3d(WSConv):
     "3D lifting layer (B, C, D, H, W) -> (B, O, G, D', H', W') (e.g. the cube's rotations on k³ voxels)."
     spatial_dims, lifting = 3, True
 
+# %% ../nbs/03_layers.ipynb #b2435d5d
 class WSGroupConv3d(WSConv):
     "3D group layer (B, C, G, D, H, W) -> (B, O, G, D', H', W')."
     spatial_dims, lifting = 3, False
