@@ -5,6 +5,7 @@ The "Colab" here: a throwaway virtual environment whose site-packages sees this 
 (torch, learn2learn, ... are found, nothing heavy is installed; .venv's own editable `symmetries` is *not* active, as
 .pth files of a folder added that way are not read), a stand-in `google.colab` module, SYMMETRIES_REPO pointing at a
 snapshot of this working tree (a local git repository) and SYMMETRIES_DIR at a temporary folder. About 30 s.
+The cell streams the output of `git clone` and `setup.sh --colab` into itself and, when one fails, raises with its last lines.
 """
 import json, os, stat, subprocess, sys, sysconfig
 from pathlib import Path
@@ -109,10 +110,52 @@ def test_colab_cell_then_import_in_the_same_kernel(colab):
 def test_colab_cell_fails_loudly_when_the_clone_fails(colab, tmp_path):
     py, repo, content = colab
     res = run_cell(py, content, {"SYMMETRIES_REPO": str(tmp_path / "no-such-repo"), "SYMMETRIES_DIR": str(tmp_path / "x")},
-                   "import sys, types; sys.modules['google.colab'] = types.ModuleType('google.colab')\n" + colab_cells.cell())
+                   KERNEL + colab_cells.cell())
     assert res.returncode != 0
-    assert "CalledProcessError" in res.stderr and "git" in res.stderr, res.stderr[-2000:]
+    assert "RuntimeError: git clone failed" in res.stderr, res.stderr[-2000:]
+    assert "no-such-repo" in res.stderr.split("RuntimeError")[-1], res.stderr[-2000:]   # git's own message, in the error
     assert "setup:" not in res.stdout, "setup.sh ran although the clone failed"
+
+
+# a kernel's view of output: what the cell prints reaches the notebook, what a child process writes to the inherited
+# file descriptors 1 and 2 does not (Colab shows a silent cell)
+KERNEL = """
+import os, sys, types
+sys.modules['google.colab'] = types.ModuleType('google.colab')
+sys.stdout, sys.stderr = os.fdopen(os.dup(1), 'w', buffering=1), os.fdopen(os.dup(2), 'w', buffering=1)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1); os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+"""
+FAKE_SETUP = """#!/bin/bash
+echo "setup: step one"
+for i in $(seq 200); do [ -f "$GO_ON" ] && break; sleep 0.1; done   # waits until the reader has seen step one
+[ -f "$GO_ON" ] || { echo "setup: step one never reached the cell while setup.sh ran" >&2; exit 3; }
+echo "setup: ERROR: Python headers are missing (a stand-in failure)" >&2
+exit 1
+"""
+
+
+def test_colab_cell_streams_setup_and_shows_its_failure(colab, tmp_path):
+    "setup.sh's lines reach the cell while it runs, and a failure ends the cell with setup.sh's own last lines."
+    py, repo, content = colab
+    clone = tmp_path / "clone"; (clone / ".git").mkdir(parents=True); (clone / "scripts").mkdir()
+    (clone / "scripts" / "setup.sh").write_text(FAKE_SETUP)
+    go_on = tmp_path / "go-on"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")} | {
+        "SYMMETRIES_REPO": str(repo), "SYMMETRIES_DIR": str(clone), "GO_ON": str(go_on)}
+    code = KERNEL + colab_cells.cell()
+    proc = subprocess.Popen([str(py), "-c", code], cwd=content, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        first = proc.stdout.readline()          # arrives while setup.sh still waits: the output is streamed
+        go_on.touch()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert first == "setup: step one\n", (first, err[-2000:])
+    assert proc.returncode != 0
+    assert "setup.sh failed (exit status 1)" in err, err[-2000:]
+    assert "setup: ERROR: Python headers are missing" in err.split("RuntimeError")[-1], err[-2000:]
+    assert "setup: ERROR" in out, out        # shown in the cell as it happened, too
 
 
 def test_colab_cell_does_nothing_outside_colab(colab, tmp_path):
