@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # What only a GPU can check: every notebook under nbdev_test with `default_device()` picking CUDA, the main job on
-# `--device cuda` at the tiny and fast budgets, the device tests with real CUDA tensors, and the benchmarks on CUDA.
+# `--device cuda` at the tiny and fast budgets, the device tests with real CUDA tensors, the benchmarks on CUDA, and
+# the data-parallel scaling of `fit` under torchrun over 1, 2, 4, ... of the machine's GPUs.
 # CI has no GPU; tests/test_devices.py catches most device bugs on a CPU, this script the rest (and the speed).
 #
 #   bash scripts/gpu_check.sh                      # every part, in this order
-#   bash scripts/gpu_check.sh notebooks            # parts: env pytest notebooks reproduce bench (any subset, in order)
+#   bash scripts/gpu_check.sh notebooks            # parts: env pytest notebooks reproduce bench ddp (any subset, in order)
+#   bash scripts/gpu_check.sh ddp                  # data-parallel scaling only: step time and samples/s for 1, 2, 4, ... ranks
 #   bash scripts/gpu_check.sh notebooks 10_msr_synthetic 11_msr_2d   # only these notebooks
 #
 # On the project's GPU machine (no network; see ../shared/gpu/README.md): here, once, `bash ../shared/gpu/bundle.sh`
@@ -16,6 +18,10 @@
 # bench/results/ as the bench scripts write them. When $OUT is set (the device machine's output folder) the log and
 # the new result files are copied there too. Commit the log with the results when a session had a GPU.
 #
+# The ddp part writes bench/results/ddp_scaling_cuda.json: per number of ranks, the seconds per step and the samples/s of
+# a WSCNN at a fixed batch per GPU (the global batch grows with the ranks), and the efficiency against one rank. With one
+# GPU it measures one rank only and says so.
+#
 # Environment: GPU_CHECK_WORKERS (notebooks side by side, default 4), GPU_CHECK_LOG (default bench/results/gpu_check.log),
 # GPU_CHECK_TIMEOUT (seconds per part, default 3000), PYTHON (default python3; .venv/bin/python when present),
 # GPU_CHECK_ALLOW_CPU=1 (run anyway without CUDA: only to test this script's plumbing, as tests/test_devices.py does).
@@ -26,13 +32,13 @@ ROOT=$PWD
 LOG=${GPU_CHECK_LOG:-bench/results/gpu_check.log}
 WORKERS=${GPU_CHECK_WORKERS:-4}
 TIMEOUT=${GPU_CHECK_TIMEOUT:-3000}
-ALL_PARTS=(env pytest notebooks reproduce bench)
+ALL_PARTS=(env pytest notebooks reproduce bench ddp)
 
 PARTS=(); NOTEBOOKS=()
 for arg in "$@"; do
   case "$arg" in
-    env|pytest|notebooks|reproduce|bench) PARTS+=("$arg") ;;
-    -h|--help) sed -n 2,22p "$0"; exit 0 ;;
+    env|pytest|notebooks|reproduce|bench|ddp) PARTS+=("$arg") ;;
+    -h|--help) sed -n 2,28p "$0"; exit 0 ;;
     *) if [ -f "nbs/$arg.ipynb" ] || [ -f "nbs/$arg" ]; then NOTEBOOKS+=("nbs/${arg%.ipynb}.ipynb")
        else echo "gpu_check: unknown part or notebook '$arg' (parts: ${ALL_PARTS[*]}; notebooks: names in nbs/)" >&2; exit 2; fi ;;
   esac
@@ -107,6 +113,49 @@ for part in "${PARTS[@]}"; do
           echo "----- [$script] SKIPPED: no --device option" | tee -a "$LOG"
         fi
       done ;;
+    ddp)   # one torchrun launch per number of ranks (1, 2, 4, ... up to the GPUs present); rank 0 appends its measurement
+      NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())'); SIZE="128 40 32"; DDP_JSON=bench/results/ddp_scaling_cuda.json
+      if [ "$HAS_CUDA" != 1 ]; then   # GPU_CHECK_ALLOW_CPU: two gloo ranks at a tiny size test the plumbing; no figure is kept
+        NGPU=2; SIZE="8 2 4"; DDP_JSON=$OUTDIR/ddp_scaling_plumbing.json
+      fi
+      cat > "$OUTDIR/ddp_scaling.py" <<'EOF'
+import json, os, sys, time
+import torch
+from symmetries.models import WSCNN
+from symmetries.train import fit, data_parallel
+dp = data_parallel(); world = dp.world_size if dp else 1; rank = dp.rank if dp else 0
+per_gpu, steps, width = (int(a) for a in sys.argv[2:5])
+g = torch.Generator().manual_seed(0)
+data = (torch.randn(per_gpu * world * steps, 1, 28, 28, generator=g), torch.randint(0, 10, (per_gpu * world * steps,), generator=g))
+torch.manual_seed(0); model = WSCNN(hidden_channels=width, kernel_size=5, num_hidden=4)
+# epoch 1 warms up (cuDNN autotuning, allocator); epoch 2 is timed: every rank ends its epoch with the all-reduced sums
+hist = fit(model, data, epochs=2, batch_size=per_gpu * world, lr=1e-3, show_progress=False)
+secs = hist[-1]["seconds"]
+if rank == 0:
+    row = {"ranks": world, "width": width, "batch_per_gpu": per_gpu, "global_batch": per_gpu * world, "steps": steps,
+           "seconds_per_step": secs / steps, "samples_per_s": per_gpu * world * steps / secs,
+           "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch": torch.__version__}
+    with open(sys.argv[1], "a") as f: f.write(json.dumps(row) + "\n")
+    print(json.dumps(row))
+EOF
+      ROWS="$OUTDIR/ddp_rows.jsonl"; : > "$ROWS"
+      n=1
+      while [ "$n" -le "$NGPU" ]; do
+        run_part "torchrun --nproc_per_node $n (fit, WSCNN, ${SIZE%% *} per rank)" "$PY" -m torch.distributed.run --standalone --nproc_per_node "$n" "$OUTDIR/ddp_scaling.py" "$ROWS" $SIZE
+        n=$((n * 2))
+      done
+      [ "$NGPU" -ge 2 ] || echo "gpu_check: one GPU: data-parallel scaling needs two or more; only one rank was measured" | tee -a "$LOG"
+      "$PY" - "$ROWS" "$DDP_JSON" <<'EOF' 2>&1 | tee -a "$LOG"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+base = next((r["samples_per_s"] for r in rows if r["ranks"] == 1), None)
+for r in rows: r["efficiency"] = r["samples_per_s"] / (r["ranks"] * base) if base else None
+if not rows: sys.exit("gpu_check: no data-parallel run finished: nothing to report")
+json.dump({"what": f"fit data-parallel scaling (torchrun): WSCNN width {rows[0].get('width')}, 4 group layers, 28x28 inputs, fixed batch per GPU",
+           "rows": rows}, open(sys.argv[2], "w"), indent=1)
+for r in rows: print(f"ranks {r['ranks']}: {r['seconds_per_step'] * 1e3:.1f} ms/step, {r['samples_per_s']:.0f} samples/s, efficiency {r['efficiency']:.2f}" if r['efficiency'] is not None else r)
+EOF
+      ;;
   esac
 done
 
