@@ -13,6 +13,7 @@ from torch.func import functional_call, vmap
 
 from .utils import default_device, progress, cpu_threads, model_device
 from .tasks import TaskBatch
+from .train import data_parallel, _rank_device, _shares, _all_reduce
 from .meta_models import make_meta_model   # re-exported: the models moved to symmetries.meta_models
 
 # %% auto #0
@@ -170,34 +171,51 @@ def _lr_factor(step: int, total: int, decay_from: float | None) -> float:
 # %% ../nbs/07_meta.ipynb #ffa9acb2
 def meta_train(learner: MSRMAML, tasks, outer_steps: int = 1000, meta_batch: int = 32, outer_lr: float = 1e-3,
                inner_steps: int = 1, batched: bool = True, seed: int = 0, device=None, desc: str = "meta-train",
-               log_every: int = 0, threads: int | None = 1, decay_from: float | None = None) -> dict:
-    "Meta-train `learner` on `tasks`' train split with Adam; returns {'loss', 'seconds', 'tasks_per_s'}."
+               log_every: int = 0, threads: int | None = 1, decay_from: float | None = None, distributed: bool | None = None) -> dict:
+    "Meta-train `learner` on `tasks`' train split with Adam; returns {'loss', 'seconds', 'tasks_per_s'}. Under torchrun each rank takes a share of every meta-batch."
     for name, val in (("outer_steps", outer_steps), ("meta_batch", meta_batch), ("inner_steps", inner_steps)):
         if not isinstance(val, int) or val < 1: raise ValueError(f"{name} must be an int >= 1, got {val!r}")
     if decay_from is not None and not 0 <= decay_from < 1: raise ValueError(f"decay_from must be in [0, 1) or None, got {decay_from!r}")
-    device = default_device(device)
+    dp = data_parallel(distributed, device)                 # None: this process meta-trains alone
+    if dp is not None and meta_batch < dp.world_size:
+        raise ValueError(f"meta_batch must be at least the number of processes ({dp.world_size}) to split it, got {meta_batch}")
+    device = _rank_device(device, dp)
     with cpu_threads(threads):
         learner.to(device)
+        if dp is not None:      # every rank starts from rank 0's meta-parameters and keeps them equal: the same averaged steps
+            for t in [*learner.parameters(), *learner.buffers()]: torch.distributed.broadcast(t.data, 0)
         opt = torch.optim.Adam(learner.meta_parameters(), lr=outer_lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _lr_factor(i, outer_steps, decay_from)) if decay_from is not None else None
         g = torch.Generator().manual_seed(seed)
         check_batch(learner.module, tasks.sample(1, generator=torch.Generator().manual_seed(seed)), "tasks")
         losses, start = [], time.perf_counter()
-        bar = progress(range(outer_steps), desc=desc, leave=False)
+        bar = progress(range(outer_steps), desc=desc, leave=False, disable=True if dp is not None and dp.rank else None)
         for step in bar:
-            batch = tasks.sample(meta_batch, "train", g).to(device)
+            batch = tasks.sample(meta_batch, "train", g)       # the same tasks on every rank: the generators agree
+            if dp is not None:
+                lo, hi = _shares(meta_batch, dp.world_size)[dp.rank]; batch = TaskBatch(*(t[lo:hi] for t in batch))
+            batch = batch.to(device)
             with torch.enable_grad():                           # training needs gradients, whatever the caller's mode
                 q = (query_losses_batched if batched else query_losses_l2l)(learner, batch, inner_steps)
                 opt.zero_grad(set_to_none=True)
-                q.mean().backward()
+                (q.mean() if dp is None else q.sum() / meta_batch).backward()
+            loss = q.detach().mean() if dp is None else _all_reduce_meta_grads(opt, q.detach().sum() / meta_batch)
             opt.step()
             if sched is not None: sched.step()
-            losses.append(q.detach().mean())                # stays on the device: no host sync per step
+            losses.append(loss)                                 # stays on the device: no host sync per step
             if log_every and (step + 1) % log_every == 0:
                 bar.set_postfix(query_loss=f"{torch.stack(losses[-log_every:]).mean().item():.3f}")
         losses = torch.stack(losses).tolist()                   # one copy to the host, which also waits for the GPU
         secs = time.perf_counter() - start
     return {"loss": losses, "seconds": secs, "tasks_per_s": outer_steps * meta_batch / secs}
+
+def _all_reduce_meta_grads(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+    "Sum every rank's meta-gradient (each already divided by the whole meta-batch) and its loss in one all-reduce; returns the loss."
+    params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+    flat = _all_reduce(torch.cat([p.grad.reshape(-1).double() for p in params] + [loss.reshape(1).double()]))
+    i = 0
+    for p in params: p.grad.copy_(flat[i:i + p.numel()].view_as(p.grad)); i += p.numel()
+    return flat[-1].to(loss.dtype)
 
 # %% ../nbs/07_meta.ipynb #81e2c05b
 def _summary(x: torch.Tensor) -> dict:

@@ -1,7 +1,8 @@
 """Data-parallel training on a CPU: two processes started by torchrun talk over the gloo backend. One launch runs every
 scenario (starting processes costs more than the scenarios): `fit` on two ranks against `fit` in one process with the
 same global batch, a two-rank run interrupted and resumed against an uninterrupted one, a checkpoint resumed on another
-number of processes, WSCNNs with learned and with fixed representations under DDP. Each rank writes what it measured;
+number of processes, WSCNNs with learned and with fixed representations under DDP, and `meta_train` with each
+meta-batch split over the two ranks against one process. Each rank writes what it measured;
 the tests below read it."""
 import json, os, sys, textwrap
 
@@ -14,6 +15,8 @@ WORKER = textwrap.dedent('''
     import torch, torch.nn as nn, torch.distributed as dist
     from symmetries.train import fit, data_parallel, load_checkpoint
     from symmetries.models import WSCNN, GCNN, ws_regularizer
+    from symmetries.meta import MSRMAML, make_meta_model, meta_train
+    from symmetries.tasks import make_tasks
 
     out, report = sys.argv[1], {}
     dp = data_parallel()                       # joins the group torchrun describes
@@ -71,6 +74,18 @@ WORKER = textwrap.dedent('''
         fit(a, digits, digits, distributed=False, **kw3); fit(b, digits, digits, **kw3)
         report[name + "_param_diff"] = max_diff(a, b)
         torch.manual_seed(3); report[name + "_moved"] = max_diff(a, make())
+
+    # 5. meta_train: a meta-batch of 5 tasks split 2 + 3 over the ranks, against one process on all 5
+    tasks = make_tasks("rank1", n_tasks=40)
+    def learner():
+        torch.manual_seed(4); return MSRMAML(make_meta_model("msr_fc", tasks), lr=0.1)
+    m1, m2, m0 = learner(), learner(), learner()
+    kw4 = dict(outer_steps=4, meta_batch=5, outer_lr=1e-2, seed=2, device="cpu", decay_from=0.5)
+    r1 = meta_train(m1, tasks, distributed=False, **kw4); r2 = meta_train(m2, tasks, **kw4)
+    report["meta_param_diff"], report["meta_moved"] = max_diff(m1, m2), max_diff(m1, m0)
+    report["meta_losses"] = [r1["loss"], r2["loss"]]
+    try: meta_train(learner(), tasks, **{**kw4, "meta_batch": 1}); report["meta_batch_refused"] = None
+    except ValueError as e: report["meta_batch_refused"] = str(e)
     with open(os.path.join(out, f"rank{dp.rank}.json"), "w") as f: json.dump(report, f)
 ''')
 
@@ -115,3 +130,11 @@ def test_ws_models_under_ddp(reports):
     for r in reports:
         assert r["wscnn_moved"] > 1e-3 and r["gcnn_moved"] > 1e-3, r
         assert r["wscnn_param_diff"] < 1e-5 and r["gcnn_param_diff"] < 1e-5, r
+
+
+def test_meta_train_two_ranks_equals_one_process(reports):
+    for r in reports:
+        assert r["meta_moved"] > 1e-3, r["meta_moved"]
+        assert r["meta_param_diff"] < 1e-5, r["meta_param_diff"]
+        assert r["meta_losses"][0] == pytest.approx(r["meta_losses"][1], rel=1e-5)
+        assert "meta_batch must be at least the number of processes (2)" in r["meta_batch_refused"]
