@@ -138,3 +138,16 @@ def test_meta_train_two_ranks_equals_one_process(reports):
         assert r["meta_param_diff"] < 1e-5, r["meta_param_diff"]
         assert r["meta_losses"][0] == pytest.approx(r["meta_losses"][1], rel=1e-5)
         assert "meta_batch must be at least the number of processes (2)" in r["meta_batch_refused"]
+
+
+def test_one_process_never_sets_up_torch_distributed(monkeypatch):
+    import torch, torch.distributed as dist
+    from symmetries.train import data_parallel, fit
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"): monkeypatch.delenv(var, raising=False)
+    assert data_parallel() is None and data_parallel(False) is None
+    with pytest.raises(ValueError, match="launch with torchrun"): fit(torch.nn.Linear(3, 2), (torch.randn(4, 3), torch.arange(4) % 2),
+                                                                      distributed=True, show_progress=False)
+    fit(torch.nn.Linear(3, 2), (torch.randn(4, 3), torch.arange(4) % 2), device="cpu", show_progress=False)
+    assert not dist.is_initialized()
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE must be an int"): data_parallel()
