@@ -26,12 +26,14 @@ _LIFT = {1: WSLiftConv1d, 2: WSLiftConv2d, 3: WSLiftConv3d}
 
 class ToyWSNet(WSModelMixin, nn.Module):
     "One weight-sharing lifting layer covering the whole signal of `shape`; 'equivariant' outputs (B, C, |G|), 'invariant' logits."
-    def __init__(self, shape: tuple, channels: int, group_size: int, mode: str = "equivariant", n_classes: int | None = None):
+    def __init__(self, shape: tuple, channels: int, group_size: int, mode: str = "equivariant", n_classes: int | None = None,
+                 init_mode: str = "rand"):  # the paper's start, as the layers': a single layer learns from it (WSCNN starts at
+                                            # "identity" only because depth needs it, the ablation in 17_ws_learning)
         super().__init__()
         if mode not in ("equivariant", "invariant"): raise ValueError(f"mode must be 'equivariant' or 'invariant', got {mode!r}")
         if len(shape) not in _LIFT or len(set(shape)) != 1: raise ValueError(f"shape must be (n,), (k, k) or (k, k, k), got {shape}")
         self.shape, self.mode = tuple(shape), mode
-        self.lift = _LIFT[len(shape)](1, channels, shape[0], group_size, bias=mode == "invariant")
+        self.lift = _LIFT[len(shape)](1, channels, shape[0], group_size, bias=mode == "invariant", init_mode=init_mode)
         self.head = nn.Linear(channels, n_classes or channels) if mode == "invariant" else None
 
     def representations(self) -> torch.Tensor: "The learned stack (|G|, n, n), identity first."; return self.lift.representations()
