@@ -84,6 +84,9 @@ UNITS = {
     "ws_shift_toy.equivariant.accuracy_or_mse": "test MSE (the targets have unit variance; 0 is perfect)",
     "ws_shift_toy.invariant.accuracy_or_mse": "test accuracy, a fraction in [0, 1] (chance 1/12)",
     "rotated_digits": "test accuracy, a fraction in [0, 1]",
+    "meta.rotated_digits_symmetry.*_c4_match": "the WSCNN's R_g rounded to permutations after training: the smallest "
+                                               "(over g) fraction of positions where R_g equals some element of C4 (1 = every R_g a rotation)",
+    "meta.rotated_digits_symmetry.lift_quarter_turn": "the best fraction of positions on which one R_g of the lifting layer is a quarter turn",
     "meta.seconds": "wall-clock seconds per experiment",
 }
 "What each number in `results.json` measures."
@@ -110,13 +113,23 @@ def run_ws_shift_toy(seed: int = 0, device=None, config: str = "fast", show_prog
 
 def run_rotated_digits_experiment(seed: int = 0, device=None, config: dict | str = "fast", show_progress: bool = True,
                                   **kwargs) -> tuple[dict, dict]:
-    "Rotated digits: test accuracy of CNN, GCNN and WSCNN, trained one after the other (each from the same seed)."
+    "Rotated digits: test accuracy of CNN, GCNN and WSCNN (one after the other, same seed) and the symmetry the WSCNN found."
     from symmetries.utils import progress
-    from symmetries.ws_mnist import run_rotated_digits
-    accs = {}
+    from symmetries.ws_mnist import run_digits, regularizer_for, CONFIGS
+    from symmetries.utils import resolve_config
+    out, details = {}, {}
     for model in progress(("cnn", "gcnn", "wscnn"), desc="rotated_digits", **_bar_kwargs(show_progress)):
-        accs.update(run_rotated_digits(models=(model,), seed=seed, device=device, config=config, show_progress=show_progress, **kwargs))
-    return {m: float(a) for m, a in accs.items()}, {}
+        r = run_digits((model,), "rotated", config, seed=seed, device=device, details=True, show_progress=show_progress, **kwargs)[model]
+        out[model] = float(r["accuracy"])
+        if model == "wscnn":
+            lift, *group = r["c4_match"]
+            details.update(lift_c4_match=lift["every"], lift_quarter_turn=lift["quarter"],
+                           group_c4_match=min(m["every"] for m in group) if group else None)
+            cfg = resolve_config(CONFIGS, config, kwargs)
+            details["symmetry"] = r["discovered"].describe()
+            details["regularizer"] = ("none" if regularizer_for("wscnn", cfg) is None else
+                                      f"normalisation weight {cfg['norm_weight']}")
+    return out, details
 
 RUNNERS = {"msr_synthetic": run_msr_synthetic, "ws_shift_toy": run_ws_shift_toy,
            "rotated_digits": run_rotated_digits_experiment}
@@ -216,13 +229,21 @@ def results_markdown(results: dict, details: dict | None = None) -> str:
                 md += [f"![shift toy, {mode}]({name})", "", f"*Figure `{name}`* ({mode} toy). {FIGURE_CAPTION}", ""]
     if "rotated_digits" in results:
         ref = refs["rotated_digits"]; row_name, config = ours("rotated_digits")
+        rd, sym = results["rotated_digits"], (details or {}).get("rotated_digits") or results.get("meta", {}).get("rotated_digits_symmetry") or {}
         md += ["## Rotated digits (test accuracy, %)", "", config, "",
                "| row | CNN | GCNN | WSCNN |", "|---|---|---|---|",
-               f"| {row_name} | " + " | ".join(_fmt(results['rotated_digits'].get(m), pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |",
+               f"| {row_name} | " + " | ".join(_fmt(rd.get(m), pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |",
                "| reference | " + " | ".join(_fmt(ref[m], pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |", "",
-               f"Reference row: {ref['source']}. GCNN has the rotation symmetry built in (fixed C4 representations); "
-               "WSCNN is the same network learning its representations, started near the identity (the library's "
-               "default; the paper's flat start underfits at the paper's depth, see nbs/17_ws_learning.ipynb).", ""]
+               f"Reference row: {ref['source']}. GCNN has the rotation symmetry built in (fixed C4 representations). "
+               "WSCNN is the same network learning its representations, started at the symmetry that "
+               "`discover_kernel_symmetry` found in the training images (nbs/18_ws_discovery.ipynb)"
+               + (f": {sym['symmetry']}; regulariser: {sym['regularizer']}" if sym.get("symmetry") else "") + ". "
+               "The paper's WSCNN row starts from the flat matrix with the normalisation regulariser: not the same variant.", ""]
+        if "lift_c4_match" in sym:
+            md += [f"Symmetry found (after training, R_g rounded to permutations): lifting layer, every R_g a rotation on "
+                   f"{_fmt(sym['lift_c4_match'], pct=True)} % of the positions and the best quarter turn on "
+                   f"{_fmt(sym['lift_quarter_turn'], pct=True)} %; group layers, every R_g a joint C4 element on at least "
+                   f"{_fmt(sym['group_c4_match'], pct=True)} % (100 % = C4 exactly).", ""]
     files = ["results.json", "results.md", *meta["figures"]]
     md += ["## This run", "",
            "Wall time: " + (", ".join(f"{k} {_duration(v)}" for k, v in meta["seconds"].items()) or "nothing finished yet") + ".", "",
@@ -391,6 +412,7 @@ def reproduce(out: str | Path = "results", budget: str = "fast", only=None, seed
                             figures=figures, status=status, started=started, stale=stale(),
                             earlier={n: m for n, (_, m) in kept.items()})
         numbers = {n: r for n, (r, _) in kept.items()} | results
+        if details.get("rotated_digits"): meta["rotated_digits_symmetry"] = details["rotated_digits"]   # what the WSCNN found
         write_results(out, {**numbers, "meta": meta}, details)
         return {**numbers, "meta": meta}
     save("running")

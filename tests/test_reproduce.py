@@ -29,7 +29,11 @@ def test_reproduce_tiny(tmp_path):
     assert {"torch", "symmetries", "seconds", "units", "configurations"} <= set(meta)
     assert set(meta["seconds"]) == set(meta["configurations"]) == {"msr_synthetic", "ws_shift_toy", "rotated_digits"}
     assert "fraction in [0, 1]" in meta["units"]["rotated_digits"]
+    sym = meta["rotated_digits_symmetry"]           # what the WSCNN found: C4 on every layer, from the training images
+    assert sym["lift_c4_match"] >= 0.9 and sym["lift_quarter_turn"] >= 0.9 and sym["group_c4_match"] >= 0.9, sym
+    assert "order 4" in sym["symmetry"] and sym["regularizer"] == "none"
     md = (tmp_path / "results.md").read_text()
+    assert "Symmetry found" in md and "discover_kernel_symmetry" in md
     assert "(budget `tiny`)" in md and "not** a reproduction" in md and "Incomplete" not in md
     assert "under-determined" in md and "Reference rows: the MSR authors' own code" in md and "colour bar" in md
     for name in ("ws_shift_toy_equivariant.png", "ws_shift_toy_invariant.png"):
