@@ -4,7 +4,8 @@
 
 # %% ../nbs/15_ws_mnist.ipynb #bb598339
 from __future__ import annotations
-import time
+import json, statistics, time
+from importlib.resources import files
 
 import torch
 import torch.nn as nn
@@ -18,7 +19,7 @@ from .utils import default_device, cpu_threads, resolve_config
 # %% auto #0
 __all__ = ['CONFIGS', 'PAPER_CONFIG', 'FAST_CONFIG', 'MODEL_NAMES', 'PAPER_RESULTS', 'PAPER_TABLES', 'make_digit_model',
            'starts_from_data', 'regularizer_for', 'discover_from_training_images', 'run_digits', 'run_rotated_digits',
-           'results_table']
+           'results_table', 'recorded_runs', 'summarize_runs']
 
 # %% ../nbs/15_ws_mnist.ipynb #003c47ac
 _PROTOCOL = dict(kernel_size=5, batch_size=64, augment=True)
@@ -123,3 +124,30 @@ def results_table(results: dict, variant: str, config_label: str) -> str:
         paper = PAPER_RESULTS.get(variant, {}).get(name)
         rows.append(f"| {variant} | {name} | {100 * acc:.2f} | {config_label} | {paper if paper is not None else '–'} |")
     return "\n".join(rows)
+
+# %% ../nbs/15_ws_mnist.ipynb #77811050
+def recorded_runs(name: str = "ws_discovery") -> dict:
+    "A study's recorded output (`symmetries/results/NAME.json`, package data): {'runs': [...], 'meta': {...}}."
+    path = files("symmetries") / "results" / f"{name}.json"
+    if not path.is_file(): raise FileNotFoundError(f"no recorded study {name!r}: run studies/{name}.py")
+    return json.loads(path.read_text())
+
+def _mean_std(xs, scale=1.0):
+    xs = [scale * x for x in xs if x is not None]
+    if not xs: return "–"
+    return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
+
+def summarize_runs(runs: list, variant: str, models=None) -> list[dict]:
+    "One row per model of `variant`: seeds, test accuracy (%) mean ± std, seconds, C4 match of the layers (mean over seeds)."
+    rows = []
+    for m in models or dict.fromkeys(r["model"] for r in runs if r["variant"] == variant):
+        rs = [r for r in runs if r["variant"] == variant and r["model"] == m]
+        if not rs: continue
+        lift = [r["c4_match"][0] for r in rs if r.get("c4_match")]
+        group = [min(l["every"] for l in r["c4_match"][1:]) for r in rs if r.get("c4_match") and len(r["c4_match"]) > 1]
+        avg = lambda xs: f"{statistics.mean(xs):.2f}" if xs else "–"
+        rows.append({"model": m, "seeds": len(rs), "test accuracy (%)": _mean_std([r["accuracy"] for r in rs], 100),
+                     "seconds": f"{statistics.mean(r['seconds'] for r in rs):.0f}",
+                     "C4, lifting": avg([l["every"] for l in lift]), "quarter turn": avg([l["quarter"] for l in lift]),
+                     "C4, group": avg(group)})
+    return rows
