@@ -19,7 +19,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
 
 from symmetries import analysis, data, groups, layers, meta, models, sharing, sinkhorn, tasks, train, utils
-from symmetries import msr_synthetic, ws_cifar, ws_mnist, ws_toys, reproduce
+from symmetries import msr_synthetic, ws_cifar, ws_mnist, ws_toys, reproduce, discovery
 
 CPU = torch.device("cpu")
 CONSTRUCTORS = _device_constructors()
@@ -217,7 +217,7 @@ def test_meta(name, problem, kw):
 
 
 def test_conv_band_mass():
-    assert_cpu(meta.conv_band_mass(on_cpu(torch.randn, 2, 5, 7)))
+    assert_cpu(analysis.conv_band_mass(on_cpu(torch.randn, 2, 5, 7)))
 
 
 # ---- supervised training -----------------------------------------------------------------------------------------
@@ -268,6 +268,17 @@ def test_run_digits():
     accs = ws_mnist.run_digits(("cnn", "gcnn", "wscnn+norm+ent"), "rotated", "fast", device="cpu", source="sklearn", size=8,
                                n_train=16, n_test=8, epochs=1, hidden=2, num_hidden=1, kernel_size=3)
     assert all(0 <= a <= 1 for a in accs.values())
+
+
+def test_discovery():
+    # the search runs on the CPU (numpy and scipy) whatever the default device; the model keeps its own device
+    x = data.rotate_images(on_cpu(torch.rand, 40, 1, 10, 10), on_cpu(torch.rand, 40) * 360)
+    found = discovery.discover_kernel_symmetry(x, kernel_size=3, group_size=4, tries=2, min_std=0.0)
+    assert found.matrices().device == CPU and found.group_matrices().device == CPU
+    model = on_cpu(models.WSCNN, hidden_channels=2, num_hidden=1, kernel_size=3)
+    discovery.apply_symmetry(model, found)
+    assert all(p.device == CPU for p in model.parameters())
+    assert set(discovery.layer_c4_match(model.lift)) == {"every", "quarter"}
 
 
 def test_run_cifar(monkeypatch):
