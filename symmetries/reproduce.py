@@ -137,8 +137,7 @@ RUNNERS = {"msr_synthetic": run_msr_synthetic, "ws_shift_toy": run_ws_shift_toy,
 # %% ../nbs/30_reproduce.ipynb #fddd66f3
 def results_meta(budget: str, seed: int, device, experiments, finished=(), failed=None, seconds=None, figures=(),
                  status: str = "running", started: str | None = None, stale=(), earlier: dict | None = None) -> dict:
-    """The `meta` object of `results.json`: how this run's numbers were made, which experiments finished, the units, and
-    under `earlier` the metadata of each experiment kept from an earlier run in the same folder."""
+    "The `meta` object of `results.json`: how the numbers were made, what finished, the units, and `earlier` (experiments kept from an earlier run)."
     import torch
     budget = budget_name(budget)
     return {"status": status, "complete": status == "complete", "budget": budget,
@@ -331,8 +330,7 @@ def check_device(device):
     raise ValueError(f"{device}: the main job runs on cpu, cuda or mps; {have()}")
 
 def earlier_results(out: Path, only) -> dict:
-    """{name: (numbers, metadata)} of the finished experiments that a `results.json` already in `out` holds and this run
-    (`only`) does not redo: the main job keeps them. A `results.json` it cannot read is refused (a one-line `ValueError`)."""
+    "{name: (numbers, metadata)} of finished experiments in `out`'s `results.json` that this run (`only`) does not redo; an unreadable file raises `ValueError`."
     path = Path(out) / "results.json"
     if not path.exists(): return {}
     try:
@@ -382,9 +380,7 @@ class ExperimentsFailed(RuntimeError):
 
 def reproduce(out: str | Path = "results", budget: str = "fast", only=None, seed: int = 0, device=None,
               quiet: bool = False, overwrite: bool = False) -> dict:
-    """Run the experiments in `only` (default: all) at `budget`; write results.json, results.md and figures to `out`; return
-    results.json's content. Finished experiments an earlier run left in `out` and this one does not redo are kept, with
-    their own metadata, unless `overwrite`."""
+    "Run the experiments `only` (default: all) at `budget` into `out` (results.json, results.md, figures; an earlier run's other results kept unless `overwrite`); returns results.json's content."
     budget = budget_name(budget)
     only = list(EXPERIMENTS if only is None else ([only] if isinstance(only, str) else only))
     bad = [n for n in only if n not in EXPERIMENTS]

@@ -117,9 +117,7 @@ def _process_group_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 0
 
 def data_parallel(distributed: bool | None = None, device=None) -> DataParallel | None:
-    """This process's `DataParallel` place, joining the process group that torchrun's environment variables describe when
-    it is not set up yet (NCCL for CUDA `device`, else gloo); None for a single process. `distributed`: None = whatever
-    the launch says, False = train alone even inside a group, True = a group of two or more processes is required."""
+    "This process's `DataParallel` place (joining torchrun's process group if needed), None for one process; `distributed`: None = as launched, False = alone, True = required."
     if distributed is not None and not isinstance(distributed, bool): raise TypeError(f"distributed must be None, True or False, got {distributed!r}")
     if distributed is False: return None
     world = _process_group_size() or _launched_world_size()
