@@ -184,6 +184,8 @@ install_learn2learn() {
   local tmp; tmp=$(mktemp -d)
   quiet "downloading the learn2learn 0.2.0 sdist" "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary :all: learn2learn==0.2.0 -d "$tmp"
   tar -xzf "$tmp"/learn2learn-0.2.0.tar.gz -C "$tmp"
+  # its setup.py imports setup from distutils, which Python 3.12 removed: setuptools' setup is the same function
+  sed -i 's/^from distutils.core import setup$/from setuptools import setup/' "$tmp/learn2learn-0.2.0/setup.py"
   (cd "$tmp/learn2learn-0.2.0" && quiet "cythonizing learn2learn" "$PY" -m cython -3 learn2learn/data/meta_dataset.pyx learn2learn/data/task_dataset.pyx learn2learn/data/transforms.pyx)
   # --no-deps: its install_requires pulls gsutil and qpth, which nothing here uses; what its import needs is in requirements-dev.txt
   quiet "compiling learn2learn (needs a C compiler)" "${PIP[@]}" --no-deps --no-build-isolation "$tmp/learn2learn-0.2.0"
