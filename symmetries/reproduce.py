@@ -4,17 +4,18 @@
 
 # %% ../nbs/30_reproduce.ipynb #7bb0fd91
 from __future__ import annotations
-import argparse, contextlib, datetime, json, os, platform, sys, time, traceback
+import argparse, contextlib, datetime, json, os, platform, re, sys, time, traceback
 from pathlib import Path
 
 import symmetries
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'BUDGETS', 'BUDGET_ALIASES', 'CPU_SECONDS', 'CPU_SECONDS_SOURCE', 'UNITS', 'RUNNERS', 'FIGURE_CAPTION',
-           'FIGURE_NAMES', 'MAX_SEED', 'budget_name', 'experiment_config', 'paper_references', 'run_msr_synthetic',
-           'run_ws_shift_toy', 'run_rotated_digits_experiment', 'results_meta', 'experiment_meta', 'results_markdown',
-           'save_figures', 'check_out', 'available_devices', 'check_device', 'earlier_results', 'write_results',
-           'cpu_warning', 'ExperimentsFailed', 'reproduce', 'main']
+           'FIGURE_NAMES', 'MAX_SEED', 'MAX_SEEDS', 'budget_name', 'experiment_config', 'paper_references',
+           'run_msr_synthetic', 'run_ws_shift_toy', 'run_rotated_digits_experiment', 'results_meta', 'experiment_meta',
+           'results_markdown', 'save_figures', 'check_out', 'available_devices', 'check_device', 'earlier_results',
+           'write_results', 'cpu_warning', 'ExperimentsFailed', 'parse_seeds', 'seed_statistics', 'spread_runs',
+           'reproduce', 'main']
 
 # %% ../nbs/30_reproduce.ipynb #1ba0285e
 EXPERIMENTS = ("msr_synthetic", "ws_shift_toy", "rotated_digits")
@@ -87,7 +88,9 @@ UNITS = {
     "meta.rotated_digits_symmetry.*_c4_match": "the WSCNN's R_g rounded to permutations after training: the smallest "
                                                "(over g) fraction of positions where R_g equals some element of C4 (1 = every R_g a rotation)",
     "meta.rotated_digits_symmetry.lift_quarter_turn": "the best fraction of positions on which one R_g of the lifting layer is a quarter turn",
-    "meta.seconds": "wall-clock seconds per experiment",
+    "meta.seconds": "wall-clock seconds per experiment (summed over its seeds)",
+    "meta.over_seeds": "per experiment, each number's path (e.g. `rank1.maml_fc`, `cnn`) → its mean, sample standard deviation "
+                       "(n − 1) and values over `meta.seeds`, in that order; the numbers at the top level are those of the first seed",
 }
 "What each number in `results.json` measures."
 
@@ -136,30 +139,42 @@ RUNNERS = {"msr_synthetic": run_msr_synthetic, "ws_shift_toy": run_ws_shift_toy,
 
 # %% ../nbs/30_reproduce.ipynb #fddd66f3
 def results_meta(budget: str, seed: int, device, experiments, finished=(), failed=None, seconds=None, figures=(),
-                 status: str = "running", started: str | None = None, stale=(), earlier: dict | None = None) -> dict:
-    "The `meta` object of `results.json`: how the numbers were made, what finished, the units, and `earlier` (experiments kept from an earlier run)."
+                 status: str = "running", started: str | None = None, stale=(), earlier: dict | None = None,
+                 seeds=None, over_seeds: dict | None = None, processes: int = 1) -> dict:
+    "The `meta` object of `results.json`: how the numbers were made, what finished, the units, `earlier` (experiments kept from an earlier run) and the statistics `over_seeds`."
     import torch
     budget = budget_name(budget)
     return {"status": status, "complete": status == "complete", "budget": budget,
             "configurations": {n: experiment_config(n, budget)[1] for n in experiments},
-            "seed": seed, "device": str(device), "torch": torch.__version__, "symmetries": symmetries.__version__,
+            "seed": seed, "seeds": list(seeds or [seed]), "processes": processes, "device": str(device),
+            "torch": torch.__version__, "symmetries": symmetries.__version__,
             "python": platform.python_version(), "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
             "experiments": list(experiments), "finished": list(finished), "failed": dict(failed or {}),
             "pending": [n for n in experiments if n not in finished and n not in (failed or {})],
             "seconds": {k: round(v, 1) for k, v in (seconds or {}).items()}, "figures": list(figures),
             "stale_files": list(stale), "started": started or datetime.datetime.now().isoformat(timespec="seconds"),
             "updated": datetime.datetime.now().isoformat(timespec="seconds"), "units": UNITS,
-            "earlier": dict(earlier or {})}
+            "earlier": dict(earlier or {}), "over_seeds": dict(over_seeds or {})}
 
 _RUN_KEYS = ("budget", "seed", "device", "torch", "symmetries", "python", "machine", "started")
 
 def experiment_meta(meta: dict, name: str) -> dict:
     "How experiment `name` of a `results.json` was made: its run's budget, configuration, seed, ... (its own, when it was kept from an earlier run)."
     if name in meta.get("earlier", {}): return meta["earlier"][name]
-    return {**{k: meta[k] for k in _RUN_KEYS}, "configuration": meta["configurations"].get(name),
+    return {**{k: meta[k] for k in _RUN_KEYS}, "seeds": meta.get("seeds", [meta["seed"]]),
+            "over_seeds": meta.get("over_seeds", {}).get(name, {}), "configuration": meta["configurations"].get(name),
             "seconds": meta["seconds"].get(name), "figures": [f for f in meta["figures"] if f in FIGURE_NAMES.get(name, ())]}
 
 def _fmt(x, pct=False): return "—" if x is None else (f"{100 * x:.2f}" if pct else f"{x:.3f}")
+
+def _seeds_line(meta: dict, name: str, pct: bool = False) -> list[str]:
+    "The lines of `results.md` under experiment `name`'s table: each number's mean ± std over the seeds (none for one seed)."
+    em = experiment_meta(meta, name); stats = em.get("over_seeds") or {}
+    if not stats: return []
+    seeds = em.get("seeds", [em["seed"]])
+    return [f"Mean ± std over seeds {', '.join(map(str, seeds))} (n = {len(seeds)}; the table shows seed {seeds[0]}"
+            + ("; accuracies in %" if pct else "") + "): "
+            + "; ".join(f"{path} {_fmt(s['mean'], pct)} ± {_fmt(s['std'], pct)}" for path, s in stats.items()) + ".", ""]
 
 _BUDGET_INTRO = {
     "tiny": "These numbers come from the **tiny smoke run**: a few steps that check the plumbing. They are **not** a "
@@ -194,7 +209,10 @@ def results_markdown(results: dict, details: dict | None = None) -> str:
                + (f"; failed {', '.join(f'{k} ({v})' for k, v in meta['failed'].items())}" if meta["failed"] else "")
                + (f"; not finished {', '.join(meta['pending'])}" if meta["pending"] else "") + ".", ""]
     md += [_BUDGET_INTRO[budget], "",
-           f"Seed {meta['seed']}, device {meta['device']}, torch {meta['torch']}, symmetries {meta['symmetries']}, "
+           (f"Seeds {', '.join(map(str, meta['seeds']))} (each table shows seed {meta['seeds'][0]}; the mean ± std over the "
+            "seeds follows it)" if len(meta.get("seeds", ())) > 1 else f"Seed {meta['seed']}")
+           + (f", run by {meta['processes']} processes" if meta.get("processes", 1) > 1 else "")
+           + f", device {meta['device']}, torch {meta['torch']}, symmetries {meta['symmetries']}, "
            f"Python {meta['python']}, {meta['machine']}; started {meta['started']}.", ""]
     if "msr_synthetic" in results:
         ref = refs["msr_synthetic"]; row_name, config = ours("msr_synthetic")
@@ -206,6 +224,7 @@ def results_markdown(results: dict, details: dict | None = None) -> str:
         md += ["", f"Reference rows: {ref['source']}. Each MSE is the mean over held-out tasks of the error on 19 query "
                "examples after one inner step on one support example. The paper's claim is the ordering: MSR-FC about "
                "as good as MAML-Conv (the right architecture) on rank 1 and the best of the four on rank 2 and 5.", ""]
+        md += _seeds_line(meta, "msr_synthetic")
     if "ws_shift_toy" in results:
         row_name, config = ours("ws_shift_toy")
         md += ["## WSCNN 1D cyclic-shift toy", "", config, "",
@@ -222,6 +241,7 @@ def results_markdown(results: dict, details: dict | None = None) -> str:
                "as the chapter `nbs/14_ws_toys.ipynb` shows); its test accuracy "
                "(chance: 1/12) is the number that shows it learned the task. The paper reports this toy qualitatively "
                "(figures of the learned matrices), so there is no reference row.", ""]
+        md += _seeds_line(meta, "ws_shift_toy")
         for name in experiment_meta(meta, "ws_shift_toy")["figures"]:
             if name.startswith("ws_shift_toy_"):
                 mode = name[len("ws_shift_toy_"):-len(".png")]
@@ -238,6 +258,7 @@ def results_markdown(results: dict, details: dict | None = None) -> str:
                "`discover_kernel_symmetry` found in the training images (nbs/18_ws_discovery.ipynb)"
                + (f": {sym['symmetry']}; regulariser: {sym['regularizer']}" if sym.get("symmetry") else "") + ". "
                "The paper's WSCNN row starts from the flat matrix with the normalisation regulariser: not the same variant.", ""]
+        md += _seeds_line(meta, "rotated_digits", pct=True)
         if "lift_c4_match" in sym:
             md += [f"Symmetry found (after training, R_g rounded to permutations): lifting layer, every R_g a rotation on "
                    f"{_fmt(sym['lift_c4_match'], pct=True)} % of the positions and the best quarter turn on "
@@ -378,60 +399,176 @@ def cpu_warning(budget: str, only, device) -> str | None:
 class ExperimentsFailed(RuntimeError):
     "Some experiments raised; the others ran and `results.json` / `results.md` say which failed and why."
 
-def reproduce(out: str | Path = "results", budget: str = "fast", only=None, seed: int = 0, device=None,
-              quiet: bool = False, overwrite: bool = False) -> dict:
-    "Run the experiments `only` (default: all) at `budget` into `out` (results.json, results.md, figures; an earlier run's other results kept unless `overwrite`); returns results.json's content."
+MAX_SEEDS = 1000
+"The most seeds one run takes (each seed runs every experiment once)."
+
+def parse_seeds(seeds) -> list[int]:
+    "The seeds `seeds` names: '0-4' (a range, both ends included), '0,2,5', a mix ('0-2,7'), an int, or a list of ints; distinct, in the order given."
+    if isinstance(seeds, str):
+        out = []
+        for part in seeds.replace(" ", "").split(","):
+            m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)
+            if m is None: raise ValueError(f"seeds must look like 0-4, 0,2,5 or 0-2,7 (non-negative ints), got {seeds!r}")
+            lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+            if hi < lo: raise ValueError(f"seeds: the range {part} runs backwards (write {hi}-{lo})")
+            if hi - lo + len(out) >= MAX_SEEDS: raise ValueError(f"seeds: at most {MAX_SEEDS} seeds, got more in {seeds!r}")
+            out += range(lo, hi + 1)
+    elif isinstance(seeds, int) and not isinstance(seeds, bool): out = [seeds]
+    else:
+        try: out = list(seeds)
+        except TypeError: raise TypeError(f"seeds must be a string such as '0-4', an int or a list of ints, got {seeds!r}") from None
+    if not out: raise ValueError("seeds: no seed given")
+    if len(out) > MAX_SEEDS: raise ValueError(f"seeds: at most {MAX_SEEDS} seeds, got {len(out)}")
+    for x in out:
+        try: _check_seed(x)
+        except ValueError as e: raise ValueError(f"seeds: {e}") from None
+    dup = sorted({x for x in out if out.count(x) > 1})
+    if dup: raise ValueError(f"seeds: each seed once, got {dup} more than once")
+    return out
+
+def seed_statistics(numbers: list) -> dict:
+    "{path: {'mean', 'std', 'values'}} of the numbers one experiment reported for each seed (same layout each; `std` the sample standard deviation, n − 1)."
+    import statistics
+    def leaves(x, path=""):
+        if isinstance(x, dict):
+            for k, v in x.items(): yield from leaves(v, f"{path}.{k}" if path else str(k))
+        else: yield path, x
+    per_seed = [dict(leaves(n)) for n in numbers]
+    out = {}
+    for path in per_seed[0]:
+        values = [float(p[path]) for p in per_seed]
+        out[path] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
+    return out
+
+def spread_runs(runs: list, processes: int, budget: str) -> list[list]:
+    "`runs` ((experiment, seed) pairs) dealt to `processes` processes: the longest first (`CPU_SECONDS`), each to the least loaded; each share keeps `runs`' order."
+    load, share = [0.0] * processes, [[] for _ in range(processes)]
+    for run in sorted(runs, key=lambda r: -CPU_SECONDS[budget][r[0]]):      # a stable sort: ties keep their order
+        p = load.index(min(load)); load[p] += CPU_SECONDS[budget][run[0]]; share[p].append(run)
+    return [sorted(s, key=runs.index) for s in share]
+
+@contextlib.contextmanager
+def _training_alone():
+    """While the block runs, `fit` and `meta_train` left to decide (`distributed=None`) train in this process alone, inside a
+    process group too: the main job gives each process whole runs, and the experiment runners do not pass `distributed` on."""
+    import symmetries.train as train, symmetries.meta as meta
+    joined = train.data_parallel
+    def alone(distributed=None, device=None): return joined(False if distributed is None else distributed, device)
+    train.data_parallel = meta.data_parallel = alone
+    try: yield
+    finally: train.data_parallel = meta.data_parallel = joined
+
+def _portable(name: str, details: dict) -> dict:
+    "What the report and the figures need of an experiment's details (no models or learners): small enough to send between processes."
+    if name == "ws_shift_toy": return {mode: {"R": res["R"].detach().cpu()} for mode, res in details.items()}
+    if name == "rotated_digits": return dict(details)
+    return {}
+
+def reproduce(out: str | Path = "results", budget: str = "fast", only=None, seed: int | None = None, device=None,
+              quiet: bool = False, overwrite: bool = False, seeds=None) -> dict:
+    "Run the experiments `only` (default: all) at `budget` for `seed` (default 0) or each of `seeds` into `out` (results.json, results.md, figures; an earlier run's other results kept unless `overwrite`); returns results.json's content."
     budget = budget_name(budget)
     only = list(EXPERIMENTS if only is None else ([only] if isinstance(only, str) else only))
     bad = [n for n in only if n not in EXPERIMENTS]
     if bad: raise ValueError(f"only: unknown experiment(s) {bad}; valid names: {list(EXPERIMENTS)}")
-    seed = _check_seed(seed)
+    if seed is not None and seeds is not None: raise ValueError("seed and seeds are exclusive: give one seed or a list of seeds")
+    seeds = [_check_seed(0 if seed is None else seed)] if seeds is None else parse_seeds(seeds)
     try: device = check_device(device)
     except ValueError as e: raise ValueError(f"device: {e}") from None
-    try: out = check_out(out)
-    except ValueError as e: raise ValueError(f"out: {e}") from None
-    kept = {} if overwrite else earlier_results(out, only)
+    from symmetries.train import data_parallel
+    import torch
+    owned_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    dp = data_parallel(None, device)                   # under torchrun: this process's place (None: one process)
+    rank, world = (dp.rank, dp.world_size) if dp else (0, 1)
+    if dp and device.type == "cuda" and device.index is None: device = torch.device("cuda", dp.local_rank)
+    main_rank = rank == 0
+    quiet = quiet or not main_rank                     # the other processes print nothing but errors
+    try:
+        out = Path(out)
+        if main_rank:
+            try: out = check_out(out)
+            except ValueError as e: raise ValueError(f"out: {e}") from None
+        kept = {} if overwrite or not main_rank else earlier_results(out, only)
+        result = _run_all(out, budget, only, seeds, device, quiet, kept, rank, world)
+    finally:
+        if dp and owned_group: torch.distributed.destroy_process_group()
+    return result
+
+def _run_all(out: Path, budget: str, only: list, seeds: list, device, quiet: bool, kept: dict, rank: int, world: int) -> dict:
+    "`reproduce` once the arguments are checked: this process's share of the (experiment, seed) runs, gathered to rank 0, which writes."
     from symmetries.utils import set_seed
     say = (lambda *a, **k: None) if quiet else (lambda *a, **k: print(*a, **k, flush=True))
+    main_rank = rank == 0
     if kept: say(f"keeping {', '.join(kept)} from the earlier run in {out} (overwrite / --overwrite discards them)")
     import matplotlib
     if "ipykernel" not in sys.modules: matplotlib.use("Agg")
     warning = cpu_warning(budget, only, device)
     if warning and not quiet: print(f"symmetries_reproduce: warning: {warning}", file=sys.stderr, flush=True)
-    results, details, seconds, failed, figures = {}, {}, {}, {}, []
+    runs = [(name, s) for name in only for s in seeds]
+    mine = spread_runs(runs, world, budget)[rank]
+    done = {}                                          # (name, seed) -> {"numbers", "details", "seconds"} or {"error", "seconds"}
+    figures, drawn = [], set()
     started = datetime.datetime.now().isoformat(timespec="seconds")
     kept_figures = {f for _, m in kept.values() for f in m.get("figures", ())}
     stale = lambda: [f for names in FIGURE_NAMES.values() for f in names
                      if f not in figures and f not in kept_figures and (out / f).exists()]
+    def gather():
+        "results, details, seconds, failed and statistics over seeds of the experiments whose runs are all in `done`."
+        results, details, seconds, failed, over = {}, {}, {}, {}, {}
+        for name in only:
+            have = [done[(name, s)] for s in seeds if (name, s) in done]
+            if len(have) < len(seeds) and not any("error" in h for h in have): continue
+            if have: seconds[name] = sum(h["seconds"] for h in have)
+            errors = [f"seed {s}: {done[(name, s)]['error']}" if len(seeds) > 1 else done[(name, s)]["error"]
+                      for s in seeds if "error" in done.get((name, s), {})]
+            if errors: failed[name] = "; ".join(errors)[:300]; continue
+            results[name], details[name] = have[0]["numbers"], have[0]["details"]
+            if len(seeds) > 1: over[name] = seed_statistics([h["numbers"] for h in have])
+        return results, details, seconds, failed, over
     def save(status):
-        meta = results_meta(budget, seed, device, only, finished=list(results), failed=failed, seconds=seconds,
+        results, details, seconds, failed, over = gather()
+        meta = results_meta(budget, seeds[0], device, only, finished=list(results), failed=failed, seconds=seconds,
                             figures=figures, status=status, started=started, stale=stale(),
-                            earlier={n: m for n, (_, m) in kept.items()})
+                            earlier={n: m for n, (_, m) in kept.items()}, seeds=seeds, over_seeds=over, processes=world)
         numbers = {n: r for n, (r, _) in kept.items()} | results
         if details.get("rotated_digits"): meta["rotated_digits_symmetry"] = details["rotated_digits"]   # what the WSCNN found
-        write_results(out, {**numbers, "meta": meta}, details)
+        if main_rank: write_results(out, {**numbers, "meta": meta}, details)
         return {**numbers, "meta": meta}
+    def figures_of(name):           # rank 0 draws the figures of the first seed's run, once
+        if main_rank and name not in drawn and "details" in done.get((name, seeds[0]), {}):
+            drawn.add(name)
+            figures.extend(f for f in save_figures(name, done[(name, seeds[0])]["details"], out) if f not in figures)
     save("running")
     try:
-        with _quiet_bars(quiet):
-            for i, name in enumerate(only, 1):
+        with _quiet_bars(quiet), (_training_alone() if world > 1 else contextlib.nullcontext()):
+            for i, (name, s) in enumerate(mine, 1):
                 kwargs, label = experiment_config(name, budget)
-                say(f"[{i}/{len(only)}] {name} on {device}: {label} (about {_duration(CPU_SECONDS[budget][name])} on a 2-core CPU)")
-                set_seed(seed)
+                tag = f"[{i}/{len(mine)}] {name}" + (f" seed {s}" if len(seeds) > 1 else "")
+                say(f"{tag} on {device}: {label} (about {_duration(CPU_SECONDS[budget][name])} on a 2-core CPU)")
+                set_seed(s)
                 t0 = time.time()
-                try: results[name], details[name] = RUNNERS[name](seed=seed, device=device, show_progress=not quiet, **kwargs)
-                except Exception as e:       # recorded; the other experiments still run
-                    failed[name] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+                try:
+                    numbers, details = RUNNERS[name](seed=s, device=device, show_progress=not quiet, **kwargs)
+                    done[(name, s)] = {"numbers": numbers, "details": _portable(name, details)}
+                except Exception as e:       # recorded; the other runs still go on
+                    done[(name, s)] = {"error": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
                     if not quiet: traceback.print_exc()
-                    say(f"[{i}/{len(only)}] {name} FAILED: {failed[name]}")
-                finally: seconds[name] = time.time() - t0
-                if name in results:
-                    figures += save_figures(name, details[name], out)
-                    say(f"[{i}/{len(only)}] {name} done in {_duration(seconds[name])}")
+                    say(f"{tag} FAILED: {done[(name, s)]['error']}")
+                done[(name, s)]["seconds"] = time.time() - t0
+                if "numbers" in done[(name, s)]:
+                    figures_of(name)
+                    say(f"{tag} done in {_duration(done[(name, s)]['seconds'])}")
                 save("running")
     except KeyboardInterrupt:        # Ctrl-C anywhere: the files keep what finished and say the run was interrupted
         save("interrupted"); raise
-    final = save("failed" if failed else "complete")
+    if world > 1:                    # every process's runs to every process; rank 0 writes them
+        import torch.distributed as dist
+        group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+        shares = [None] * world; dist.all_gather_object(shares, done, group=group)
+        for share in shares: done.update(share)
+        for name in only: figures_of(name)
+    final = save("failed" if any("error" in d for d in done.values()) else "complete")
+    failed = final["meta"]["failed"]
     say("wrote " + ", ".join(str(out / f) for f in ("results.json", "results.md", *figures))
         + (f" (kept {', '.join(kept)} from the earlier run)" if kept else "")
         + (f" (incomplete: {', '.join(failed)} failed)" if failed else ""))
@@ -449,7 +586,11 @@ def main(argv=None):
                    help="tiny (smoke run, seconds) | fast (default, minutes on a CPU) | paper (= --full; 'full' is its old name)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when available)")
     p.add_argument("--out", default="results", help="output folder (default: results)")
-    p.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {MAX_SEED} (default: 0)")
+    seed = p.add_mutually_exclusive_group()
+    seed.add_argument("--seed", type=int, default=None, help=f"random seed, 0 to {MAX_SEED} (default: 0)")
+    seed.add_argument("--seeds", default=None, metavar="LIST",
+                      help="run every experiment for each of these seeds and report mean ± std: 0-4, 0,2,5 or 0-2,7 "
+                           "(under torchrun the runs are spread over the processes)")
     p.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), metavar="NAME",
                    help=f"run only these experiments: {', '.join(EXPERIMENTS)} (the other results in --out are kept)")
     p.add_argument("--overwrite", action="store_true",
@@ -458,16 +599,20 @@ def main(argv=None):
     fail = lambda msg, code=2: p.exit(code, f"{p.prog}: error: {msg}\n")       # one line, no traceback
     if a.full and a.budget not in (None, "paper", "full"): p.error("--full and --budget are exclusive")
     budget = "paper" if a.full else budget_name(a.budget or "fast")
-    try: _check_seed(a.seed)
+    try:
+        if a.seed is not None: _check_seed(a.seed)
+        if a.seeds is not None: parse_seeds(a.seeds)
     except ValueError as e: fail(f"--{e}")
+    main_rank = os.environ.get("RANK", "0") == "0"      # under torchrun: only rank 0 writes into --out and reports
+    if not main_rank: fail = lambda msg, code=2: p.exit(code)     # the exit status alone: rank 0 says why
     try: device = check_device(a.device)
     except ValueError as e: fail(f"--device {e}")
-    try: out = check_out(a.out)  # before any work: a folder that cannot take the results fails now, not at the end
+    try: out = check_out(a.out) if main_rank else Path(a.out)   # before any work: a folder that cannot take the results fails now
     except ValueError as e: fail(f"--out {e}")
     if not a.overwrite:
         try: earlier_results(out, a.only or EXPERIMENTS)
         except ValueError as e: fail(f"--out {e}")
-    try: reproduce(a.out, budget=budget, only=a.only, seed=a.seed, device=device, overwrite=a.overwrite)
+    try: reproduce(a.out, budget=budget, only=a.only, seed=a.seed, seeds=a.seeds, device=device, overwrite=a.overwrite)
     except KeyboardInterrupt:
         fail(f"interrupted: {Path(a.out) / 'results.json'} and results.md keep the experiments that finished and say the run is incomplete", 130)
     except ExperimentsFailed as e: fail(f"some experiments failed ({e}); the others are in {Path(a.out) / 'results.json'}", 1)

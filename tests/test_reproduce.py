@@ -164,3 +164,46 @@ def test_reproduce_interrupted_keeps_what_finished(tmp_path):
     assert results["meta"]["pending"], results["meta"]
     assert "**Incomplete run** (the run was interrupted)" in (tmp_path / "results.md").read_text()
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_reproduce_seeds_under_torchrun_and_in_one_process(tmp_path):
+    # two processes share the (experiment, seed) runs of the tiny budget over seeds 0 and 1; rank 0 alone writes and speaks
+    two, logs = tmp_path / "two", tmp_path / "logs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--log-dir", str(logs),
+           "--redirects", "3", "-m", "symmetries.reproduce", "--budget", "tiny", "--seeds", "0-1", "--out", str(two), "--device", "cpu"]
+    env = {"OMP_NUM_THREADS": "1", "SYMMETRIES_QUIET": "1"}
+    res = run(cmd, timeout=600, env=env)
+    said = {r: {s: "".join(p.read_text() for p in logs.rglob(f"attempt_0/{r}/{s}.log")) for s in ("stdout", "stderr")} for r in (0, 1)}
+    assert res.returncode == 0, res.stderr[-3000:] + str(said)
+    assert said[1] == {"stdout": "", "stderr": ""}, said[1]             # the other rank prints nothing (no error happened)
+    assert said[0]["stdout"].strip().splitlines()[-1].startswith(f"wrote {two / 'results.json'}"), said[0]
+    results = json.loads((two / "results.json").read_text()); meta = results["meta"]
+    assert sorted(p.name for p in two.iterdir()) == sorted(["results.json", "results.md", *meta["figures"]])
+    assert (meta["status"], meta["seeds"], meta["seed"], meta["processes"]) == ("complete", [0, 1], 0, 2)
+    assert set(results) == {"msr_synthetic", "ws_shift_toy", "rotated_digits", "meta"}
+    assert isinstance(results["rotated_digits"]["cnn"], float) and isinstance(results["msr_synthetic"]["rank1"]["msr_fc"], float)
+    over = meta["over_seeds"]
+    assert set(over) == {"msr_synthetic", "ws_shift_toy", "rotated_digits"}
+    assert set(over["rotated_digits"]) == {"cnn", "gcnn", "wscnn"} and len(over["msr_synthetic"]) == 12
+    assert set(over["ws_shift_toy"]) == {f"{m}.{k}" for m in ("equivariant", "invariant") for k in ("rep_error", "accuracy_or_mse")}
+    for stats in over.values():
+        for s in stats.values():
+            assert len(s["values"]) == 2 and s["mean"] == pytest.approx(sum(s["values"]) / 2)
+            assert s["std"] == pytest.approx(abs(s["values"][0] - s["values"][1]) / 2 ** 0.5)
+    assert over["rotated_digits"]["cnn"]["values"][0] == results["rotated_digits"]["cnn"]     # the top level is seed 0
+    assert over["msr_synthetic"]["rank1.msr_fc"]["values"][0] == results["msr_synthetic"]["rank1"]["msr_fc"]
+    md = (two / "results.md").read_text()
+    assert "Seeds 0, 1" in md and "run by 2 processes" in md and md.count("Mean ± std over seeds 0, 1 (n = 2") == 3, md
+    # one process, the same seeds: the runs in turn, the same layout and the same numbers (the MSR table, the quickest)
+    one = tmp_path / "one"
+    res = run([REPRODUCE, "--budget", "tiny", "--only", "msr_synthetic", "--seeds", "0-1", "--out", str(one),
+               "--device", "cpu"], timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    alone = json.loads((one / "results.json").read_text())
+    assert (alone["meta"]["seeds"], alone["meta"]["processes"]) == ([0, 1], 1)
+    assert alone["meta"]["over_seeds"]["msr_synthetic"].keys() == over["msr_synthetic"].keys()
+    for path, s in over["msr_synthetic"].items():      # seed 0 ran on rank 0 and seed 1 on rank 1, each alone
+        assert alone["meta"]["over_seeds"]["msr_synthetic"][path]["values"] == pytest.approx(s["values"], rel=1e-5), path
+    # --seed and --seeds together are refused before any work
+    res = run([REPRODUCE, "--seed", "1", "--seeds", "0-1", "--out", str(tmp_path / "x")])
+    assert res.returncode == 2 and "argument --seeds: not allowed with argument --seed" in res.stderr and not (tmp_path / "x").exists()
