@@ -45,14 +45,14 @@ def experiment_config(name: str, budget: str) -> tuple[dict, str]:
     raise ValueError(f"unknown experiment {name!r}; valid names: {list(EXPERIMENTS)}")
 
 CPU_SECONDS = {"tiny": {"msr_synthetic": 1, "ws_shift_toy": 6, "rotated_digits": 9},
-               "fast": {"msr_synthetic": 45, "ws_shift_toy": 45, "rotated_digits": 195},
+               "fast": {"msr_synthetic": 48, "ws_shift_toy": 38, "rotated_digits": 142},
                "paper": {"msr_synthetic": 65, "ws_shift_toy": 50, "rotated_digits": 950_000}}
 "Seconds per experiment and budget on a 2-core CPU: what the main job announces, and the basis of its `--full` warning."
 CPU_SECONDS_SOURCE = {
     "tiny": ("`python bench/bench_reproduce.py --budget tiny --device cpu` on 2026-12-01: Intel(R) Xeon(R) Processor, 2 cores, 2 torch threads, torch 2.14.1+cu130; "
              "the machine was shared (load average 6.2 on its 2 cores), so these are upper bounds"),
-    "fast": ("`time symmetries_reproduce --out /tmp/repro_fast` on 2026-11-25: a 2-core x86_64 machine, CPU only, torch 2.14.1, "
-             "4 min 51 s in all; `python bench/bench_reproduce.py --budget fast` measures it again"),
+    "fast": ("`python bench/bench_reproduce.py --budget fast --device cpu` on 2026-12-01: Intel(R) Xeon(R) Processor, 2 cores, "
+             "2 torch threads, torch 2.14.1+cu130, an otherwise idle machine (load average 0.27 before); 3 min 51 s in all"),
     "paper": "not measured as a whole: msr_synthetic and ws_shift_toy differ from `fast` only in their schedules and "
              "take about as long; rotated_digits is extrapolated from the time per training step of its three networks "
              "at batch 64 on the same CPU (about 11 days)"}

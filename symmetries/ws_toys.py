@@ -79,7 +79,7 @@ CONFIGS = {
     "tiny": dict(epochs=30, n_samples=1024, n_test=512,
                  label="tiny: 30 epochs on 1,024 samples (seconds per toy on a CPU; the runs shown in 14_ws_toys)"),
     "fast": dict(epochs=100, n_samples=4096, n_test=512,
-                 label="fast: 100 epochs on 4,096 samples (the main job's default; 10–15 s per shift toy on a 2-core CPU)"),
+                 label="fast: 100 epochs on 4,096 samples (the main job's default; about 20 s per shift toy on a 2-core CPU)"),
     "paper": dict(epochs=200, n_samples=4096, n_test=512,
                   label="paper: 200 epochs on 4,096 samples (our long run: the paper shows the toys as figures without "
                         "a training budget)"),
