@@ -7,6 +7,8 @@
 #                                    # Colab cell: Colab's torch, fastcore, ... are kept; no jupyter/test/doc tools)
 #   bash scripts/setup.sh --browser  # only Debian's chromium + chromedriver, for the doc-site browser test (`make test`
 #                                    # runs it); optional: it never fails, it prints a note when it cannot install them
+#   bash scripts/setup.sh --learn2learn  # only learn2learn 0.2.0, built from its sdist into $PYTHON with its build tools
+#                                    # (what --colab does when learn2learn is missing; tests/test_setup.py checks it)
 #
 # Environment: PYTHON (interpreter to build the venv from, or to install into with --system/--colab; default python3),
 # VENV (default .venv),
@@ -21,9 +23,10 @@ for arg in "$@"; do
     --system) MODE=system ;;
     --colab) MODE=colab ;;
     --browser) BROWSER_ONLY=1 ;;
+    --learn2learn) MODE=learn2learn ;;
     --no-browser) ;;  # the default since the browser became its own step; kept so that older commands still work
-    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
-    *) echo "setup: unknown option '$arg' (valid: --system, --colab, --browser)" >&2; exit 2 ;;
+    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+    *) echo "setup: unknown option '$arg' (valid: --system, --colab, --browser, --learn2learn)" >&2; exit 2 ;;
   esac
 done
 LOG=$(mktemp -t symmetries-setup.XXXXXX.log)
@@ -161,6 +164,8 @@ colab_setup() {
 
 if [ "$MODE" = colab ]; then
   colab_setup
+elif [ "$MODE" = learn2learn ]; then
+  [ "$HAVE_L2L" = 1 ] || quiet "installing learn2learn's build tools" "${PIP[@]}" "${L2L_BUILD_NEEDS[@]#*=}"
 else
 # ---- torch: keep one that is already there (Colab ships its own CUDA build) -------------------------------
 if "$PY" -c 'import torch, torchvision' >/dev/null 2>&1; then
@@ -192,6 +197,7 @@ install_learn2learn() {
   rm -rf "$tmp"
 }
 install_learn2learn
+if [ "$MODE" = learn2learn ]; then step "done: learn2learn built into $PY"; rm -f "$LOG"; exit 0; fi
 
 step "installing symmetries in editable mode"
 if [ "$MODE" = colab ]; then   # Colab's setuptools builds it: no isolated build environment to download

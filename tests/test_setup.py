@@ -129,3 +129,33 @@ def test_test_target_installs_the_browser_before_pytest():
     browser = [i for i, c in enumerate(cmds) if "scripts/setup.sh --browser" in c]
     pytest_ = [i for i, c in enumerate(cmds) if "-m pytest" in c]
     assert browser and pytest_ and browser[0] < pytest_[0], cmds
+
+
+def _newest_python():
+    "The newest CPython >= 3.12 on this machine (no stdlib distutils there), else the one the project's venv came from."
+    import glob, shutil, sys
+    found = [shutil.which(n) for n in ("python3.13", "python3.12")] + sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[2-9]*/bin/python3")), reverse=True)
+    for exe in filter(None, found):   # a pyenv shim of a version that is not selected fails: try the next
+        ok = subprocess.run([exe, "-c", "import sysconfig, os, sys; sys.exit(sys.version_info < (3, 12) or not os.path.exists("
+                             "os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"], capture_output=True)
+        if ok.returncode == 0: return exe
+    return sys._base_executable
+
+
+def test_learn2learn_builds_from_its_sdist(tmp_path):
+    # what the Colab set-up does when learn2learn is missing: download its sdist, re-cythonize, compile, into a Python
+    # that has never had it (a fresh venv, preferably of a Python without distutils)
+    base = _newest_python()
+    venv = tmp_path / "venv"
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    res = subprocess.run(["bash", "scripts/setup.sh", "--learn2learn"], cwd=ROOT, capture_output=True, text=True, timeout=1200,
+                         env={**os.environ, "PYTHON": str(py)})
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "building learn2learn 0.2.0 from source" in res.stdout
+    built = subprocess.run([str(py), "-c", "import importlib.util, pathlib; s = importlib.util.find_spec('learn2learn'); "
+                            "print(sorted(p.name.split('.')[0] for p in pathlib.Path(s.submodule_search_locations[0], 'data').glob('*.so')))"],
+                           capture_output=True, text=True, timeout=120)
+    assert built.stdout.strip() == "['meta_dataset', 'task_dataset', 'transforms']", built.stdout + built.stderr
+    version = subprocess.run([str(py), "-c", "import sys; print(sys.version_info[:2] >= (3, 12))"], capture_output=True, text=True).stdout
+    print(f"built with {base}; Python >= 3.12 (no stdlib distutils): {version.strip()}")
