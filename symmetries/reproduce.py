@@ -447,17 +447,6 @@ def spread_runs(runs: list, processes: int, budget: str) -> list[list]:
         p = load.index(min(load)); load[p] += CPU_SECONDS[budget][run[0]]; share[p].append(run)
     return [sorted(s, key=runs.index) for s in share]
 
-@contextlib.contextmanager
-def _training_alone():
-    """While the block runs, `fit` and `meta_train` left to decide (`distributed=None`) train in this process alone, inside a
-    process group too: the main job gives each process whole runs, and the experiment runners do not pass `distributed` on."""
-    import symmetries.train as train, symmetries.meta as meta
-    joined = train.data_parallel
-    def alone(distributed=None, device=None): return joined(False if distributed is None else distributed, device)
-    train.data_parallel = meta.data_parallel = alone
-    try: yield
-    finally: train.data_parallel = meta.data_parallel = joined
-
 def _portable(name: str, details: dict) -> dict:
     "What the report and the figures need of an experiment's details (no models or learners): small enough to send between processes."
     if name == "ws_shift_toy": return {mode: {"R": res["R"].detach().cpu()} for mode, res in details.items()}
@@ -497,6 +486,7 @@ def reproduce(out: str | Path = "results", budget: str = "fast", only=None, seed
 def _run_all(out: Path, budget: str, only: list, seeds: list, device, quiet: bool, kept: dict, rank: int, world: int) -> dict:
     "`reproduce` once the arguments are checked: this process's share of the (experiment, seed) runs, gathered to rank 0, which writes."
     from symmetries.utils import set_seed
+    from symmetries.train import train_alone       # each process trains whole runs alone: the runners do not pass `distributed` on
     say = (lambda *a, **k: None) if quiet else (lambda *a, **k: print(*a, **k, flush=True))
     main_rank = rank == 0
     if kept: say(f"keeping {', '.join(kept)} from the earlier run in {out} (overwrite / --overwrite discards them)")
@@ -540,7 +530,7 @@ def _run_all(out: Path, budget: str, only: list, seeds: list, device, quiet: boo
             figures.extend(f for f in save_figures(name, done[(name, seeds[0])]["details"], out) if f not in figures)
     save("running")
     try:
-        with _quiet_bars(quiet), (_training_alone() if world > 1 else contextlib.nullcontext()):
+        with _quiet_bars(quiet), (train_alone() if world > 1 else contextlib.nullcontext()):
             for i, (name, s) in enumerate(mine, 1):
                 kwargs, label = experiment_config(name, budget)
                 tag = f"[{i}/{len(mine)}] {name}" + (f" seed {s}" if len(seeds) > 1 else "")

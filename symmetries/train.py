@@ -5,6 +5,8 @@
 # %% ../nbs/08_train.ipynb #b6669cfe
 from __future__ import annotations
 import math, numbers, os, random, time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,7 +20,7 @@ from .utils import default_device, model_device, set_seed, progress, markdown_ta
 
 # %% auto #0
 __all__ = ['AMP_DTYPES', 'representation_parameters', 'parameter_groups', 'count_parameters', 'batches', 'accuracy', 'evaluate',
-           'DataParallel', 'data_parallel', 'rank_seed', 'History', 'save_checkpoint', 'CheckpointError',
+           'DataParallel', 'train_alone', 'data_parallel', 'rank_seed', 'History', 'save_checkpoint', 'CheckpointError',
            'load_checkpoint', 'NonFiniteLossError', 'fit']
 
 # %% ../nbs/08_train.ipynb #75ddfe22
@@ -116,9 +118,19 @@ def _process_group_size() -> int:
     dist = torch.distributed
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 0
 
+_ALONE = ContextVar("train_alone", default=False)
+
+@contextmanager
+def train_alone():
+    "Within the block, `fit` and `meta_train` left to decide (`distributed=None`) train in this process alone, even inside a process group."
+    token = _ALONE.set(True)
+    try: yield
+    finally: _ALONE.reset(token)
+
 def data_parallel(distributed: bool | None = None, device=None) -> DataParallel | None:
     "This process's `DataParallel` place (joining torchrun's process group if needed), None for one process; `distributed`: None = as launched, False = alone, True = required."
     if distributed is not None and not isinstance(distributed, bool): raise TypeError(f"distributed must be None, True or False, got {distributed!r}")
+    if distributed is None and _ALONE.get(): distributed = False
     if distributed is False: return None
     world = _process_group_size() or _launched_world_size()
     if world <= 1:
