@@ -45,8 +45,8 @@ LANDSCAPE_OVERRIDES = dict(hidden=8, epochs=12)
 def sharing_group(name: str, k: int = 5):
     "A group of 4 permutations of the k×k positions with the given name (see the docstring)."
     import torch
-    from symmetries.groups import Group, rotation_group, dihedral_group
-    Z4 = (torch.arange(4)[:, None] + torch.arange(4)[None]) % 4
+    from symmetries.groups import Group, cyclic_group, rotation_group, dihedral_group
+    Z4 = cyclic_group(4).table
     rot, d4 = rotation_group(k).perms, dihedral_group(k).perms
     if name == "C4": return Group(rot)
     if name == "tied copies": return Group(rot[:1].repeat(4, 1), table=Z4)
