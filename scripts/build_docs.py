@@ -9,7 +9,7 @@ finds nothing: serve the folder (`--serve`, `--port N`) to search it.
 
 nbdev's own processing (`proc_nbs`: frontmatter, `show_doc` tables for every exported name, hidden cells dropped)
 writes `_proc/`; the pure-Python renderer `smalldocs` turns that Quarto project into HTML. Where Quarto is
-installed, `nbdev_docs` is the equivalent. Pages keep their notebook's name (`03_layers.html`); links that nbdev
+installed, `nbdev_docs` is the equivalent. Pages keep their notebook's name (`05_layers.html`); links that nbdev
 points at the published site are rewritten to the local pages so the built site is self-contained.
 """
 import argparse, functools, http.server, json, re, shutil, subprocess, sys
@@ -45,7 +45,7 @@ def module_pages(nbs_path):
 
 
 def nbdev_pages(nbs_path):
-    "Map the page name nbdev gives a notebook (`groups.html`, its number dropped) to the site's (`00_groups.html`)."
+    "Map the page name nbdev gives a notebook (`groups.html`, its number dropped) to the site's (`02_groups.html`)."
     return {_nbpath2html(p.relative_to(nbs_path)).as_posix(): p.relative_to(nbs_path).with_suffix(".html").as_posix()
             for p in notebooks(nbs_path)}
 
@@ -53,7 +53,7 @@ def nbdev_pages(nbs_path):
 def drop_output_file(cache):
     """Remove the `output-file` that nbdev's front matter gives every processed notebook.
 
-    It renames the page for Quarto (`00_groups.ipynb` -> `groups.html`); this site keeps the notebooks' names and
+    It renames the page for Quarto (`02_groups.ipynb` -> `groups.html`); this site keeps the notebooks' names and
     `relink` points nbdev's links at them, so the key is not wanted (smalldocs, which does not read it, warned on
     every page). A notebook already processed in an earlier build is already without it.
     """

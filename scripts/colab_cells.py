@@ -63,7 +63,7 @@ def repo_path(git_url: str) -> str:
 
 
 def colab_link(name: str, cfg: dict | None = None) -> str:
-    "The Colab URL that opens notebook `name` (e.g. '03_layers.ipynb') from the repository's branch."
+    "The Colab URL that opens notebook `name` (e.g. '05_layers.ipynb') from the repository's branch."
     cfg = cfg or settings()
     return f"https://colab.research.google.com/github/{repo_path(cfg['git_url'])}/blob/{cfg.get('branch', 'main')}/nbs/{name}"
 

@@ -7,7 +7,7 @@
 #   bash scripts/gpu_check.sh                      # every part, in this order
 #   bash scripts/gpu_check.sh notebooks            # parts: env pytest notebooks reproduce bench ddp (any subset, in order)
 #   bash scripts/gpu_check.sh ddp                  # data-parallel scaling only: step time and samples/s for 1, 2, 4, ... ranks
-#   bash scripts/gpu_check.sh notebooks 10_msr_synthetic 11_msr_2d   # only these notebooks
+#   bash scripts/gpu_check.sh notebooks 20_msr_synthetic 21_msr_2d   # only these notebooks
 #
 # On the project's GPU machine (no network; see ../shared/gpu/README.md): here, once, `bash ../shared/gpu/bundle.sh`
 # (writes .gpu-bundle/); then the device command `bash scripts/gpu_check.sh PARTS` with carry [".gpu-bundle"]. The

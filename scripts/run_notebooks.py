@@ -1,7 +1,7 @@
 """Execute notebooks in place and save their outputs (what the doc site shows), skipping the cells the tests skip.
 
     python scripts/run_notebooks.py                 # every notebook under nbs/
-    python scripts/run_notebooks.py nbs/00_groups.ipynb nbs/02_sinkhorn.ipynb
+    python scripts/run_notebooks.py nbs/02_groups.ipynb nbs/04_sinkhorn.ipynb
     python scripts/run_notebooks.py --flags slow    # also run the cells flagged `#| slow` (full configuration)
 
 Cells with `#| eval: false` and cells flagged with one of settings.ini's `tst_flags` (not asked for by --flags)

@@ -1,4 +1,4 @@
-"""Why the WSCNN underfits rotated digits: the ablation behind `nbs/17_ws_learning.ipynb`.
+"""Why the WSCNN underfits rotated digits: the ablation behind `nbs/28_ws_learning.ipynb`.
 
     python studies/ws_ablation.py                        # both parts, ~40 min on 2 CPU cores -> symmetries/results/ws_ablation.json
     python studies/ws_ablation.py --part depth --jobs 2  # only the paper-depth ablation, two runs at a time
@@ -46,7 +46,7 @@ from symmetries.models import CNN, GCNN, WSCNN, PAPER_INIT
 from symmetries.sinkhorn import distance_to_permutation
 from symmetries.train import fit
 
-RESULTS = ROOT / "symmetries" / "results"   # package data: 17_ws_learning reads it from the installed package
+RESULTS = ROOT / "symmetries" / "results"   # package data: 28_ws_learning reads it from the installed package
 DEPTH = dict(size=28, hidden=8, num_hidden=4, lr=1e-2, rep_lr=1e-2, weight_decay=1e-4, epochs=20)
 SHALLOW = dict(size=14, hidden=8, num_hidden=2, lr=3e-3, weight_decay=0.0)
 VARIANTS = {

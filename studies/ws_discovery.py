@@ -1,4 +1,4 @@
-"""Does the WSCNN find C4 on rotated digits? The study behind `nbs/15_ws_mnist.ipynb` and `nbs/17_ws_learning.ipynb`.
+"""Does the WSCNN find C4 on rotated digits? The study behind `nbs/26_ws_mnist.ipynb` and `nbs/28_ws_learning.ipynb`.
 
     python studies/ws_discovery.py --jobs 2                 # every part (about an hour on 2 CPU cores)
     python studies/ws_discovery.py --part rotated --jobs 2  # one part

@@ -40,7 +40,7 @@ print('IMPORTED_FROM', symmetries.layers.__file__)
 BENCHMARKS = """
 import json, os, matplotlib
 matplotlib.use('Agg')
-for c in json.load(open(os.path.join(os.environ['SYMMETRIES_DIR'], 'nbs', '20_benchmarks.ipynb')))['cells']:
+for c in json.load(open(os.path.join(os.environ['SYMMETRIES_DIR'], 'nbs', '30_benchmarks.ipynb')))['cells']:
     src = ''.join(c['source'])
     if c['cell_type'] == 'code' and 'google.colab' not in src and 'nbdev_export' not in src: exec(src)
 print('BENCHMARKS_FROM', results)

@@ -265,7 +265,7 @@ def test_search_finds_pages(site, browser):
     box = browser.find_element("css selector", "#quarto-search input")
     box.send_keys("sinkhorn")
     hits = WebDriverWait(browser, 10).until(lambda b: b.find_elements("css selector", ".search-result"))
-    assert any("02_sinkhorn.html" in h.get_attribute("href") for h in hits), [h.get_attribute("href") for h in hits]
+    assert any("04_sinkhorn.html" in h.get_attribute("href") for h in hits), [h.get_attribute("href") for h in hits]
 
 
 def test_serve_command(site):
@@ -276,7 +276,7 @@ def test_serve_command(site):
         line = proc.stdout.readline()
         m = re.search(r"http://[\w.]+:\d+/", line)
         assert m, f"--serve printed {line!r}, no URL"
-        for path in ("index.html", "search.json", "02_sinkhorn.html"):
+        for path in ("index.html", "search.json", "04_sinkhorn.html"):
             with urllib.request.urlopen(m.group(0) + path, timeout=10) as r: assert r.status == 200, path
         with urllib.request.urlopen(m.group(0) + "search.json", timeout=10) as r: assert json.loads(r.read())
     finally:

@@ -44,7 +44,7 @@ def test_colab_cells_come_from_settings():
     # one source for the repository URL: settings.ini's git_url, read when the cells are generated
     cfg = colab_cells.settings()
     owner_name = colab_cells.repo_path(cfg["git_url"])
-    assert colab_cells.badge("00_groups.ipynb").endswith(f"/github/{owner_name}/blob/{cfg['branch']}/nbs/00_groups.ipynb)")
+    assert colab_cells.badge("02_groups.ipynb").endswith(f"/github/{owner_name}/blob/{cfg['branch']}/nbs/02_groups.ipynb)")
     cell = colab_cells.cell()
     assert f"os.environ.get('SYMMETRIES_REPO', '{cfg['git_url']}')" in cell
     assert "#| hide" in cell and "#| eval: false" in cell and "setup.sh'), '--colab'" in cell
