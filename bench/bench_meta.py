@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from symmetries.meta import MSRMAML, make_meta_model, query_losses_batched, query_losses_l2l
+from symmetries.meta import MSRMAML, query_losses_batched, query_losses_l2l
+from symmetries.meta_models import make_meta_model
 from symmetries.tasks import make_tasks
 from symmetries.utils import cpu_threads
 
@@ -52,7 +53,7 @@ def main():
     a = p.parse_args()
     steps = a.steps or (40 if a.quick else 300)
     loop_steps = a.loop_steps or (5 if a.quick else 30)
-    with cpu_threads(a.threads, "cpu"):
+    with cpu_threads(a.threads):
         rows = [time_path(True, steps, 10 if a.quick else 30, a.meta_batch, a.problem),
                 time_path(False, loop_steps, 2, a.meta_batch, a.problem)]
     speedup = rows[1]["ms_per_step"] / rows[0]["ms_per_step"]

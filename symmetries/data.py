@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from .checks import check_int
 from .groups import cyclic_group, rotation_group, cube_rotation_group, perms_to_matrices, inverse_permutation
 
 # %% auto #0
@@ -44,7 +45,7 @@ def symmetry_toy(elements: torch.Tensor, mode: str = "equivariant", n_samples: i
     "Toy data for the permutation matrices `elements` (|S|, n, n): `mode` 'equivariant' (C = `n_channels` kernels) or 'invariant' (`n_channels` classes)."
     M = _check_matrices(elements)
     if mode not in ("equivariant", "invariant"): raise ValueError(f"mode must be 'equivariant' or 'invariant', got {mode!r}")
-    if not isinstance(n_samples, int) or n_samples < 1: raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    n_samples = check_int(n_samples, "n_samples")
     g, cpu = torch.Generator().manual_seed(seed), torch.device("cpu")   # data sets are drawn and kept on the CPU
     M, n = M.to(cpu), M.shape[-1]
     params = torch.randn(n_channels, n, generator=g, device=cpu)

@@ -13,14 +13,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from .analysis import group_match
+from .checks import check_int
 from .groups import Group, cyclic_group, rotation_group, group_space_action, perms_to_matrices
 from .layers import WSConv, set_representation_logits
-from .sinkhorn import nearest_permutation
 
 # %% auto #0
 __all__ = ['PatchMoments', 'patch_moments', 'symmetry_defect', 'cyclic_powers', 'discovery_cost', 'relaxed_symmetry',
-           'round_symmetry', 'DiscoveredSymmetry', 'rotation_match', 'discover_kernel_symmetry', 'apply_symmetry',
-           'layer_c4_match']
+           'round_symmetry', 'DiscoveredSymmetry', 'discover_kernel_symmetry', 'apply_symmetry']
 
 # %% ../nbs/25_ws_discovery.ipynb #4cf1600b
 @dataclass
@@ -38,8 +38,7 @@ def patch_moments(images: torch.Tensor, kernel_size: int = 5, min_std: float = 0
     "Moments of every k×k patch of `images` (N, C, H, W) whose pixel std is at least `min_std` (flat background skipped)."
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError(f"images must be a tensor (N, C, H, W), got {tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
-    if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or not 1 < kernel_size <= min(images.shape[-2:]):
-        raise ValueError(f"kernel_size must be an int in [2, {min(images.shape[-2:])}] (the image side), got {kernel_size!r}")
+    kernel_size = check_int(kernel_size, "kernel_size", 2, min(images.shape[-2:]))     # at most the image side
     x = images.detach().float().cpu()
     P = F.unfold(x, kernel_size).transpose(1, 2).reshape(-1, kernel_size ** 2)   # every channel's k×k patch is one sample
     P = P[P.std(1) >= min_std]
@@ -136,15 +135,14 @@ class DiscoveredSymmetry:
         "(|G|, d, d) permutation matrices of the lifting layer: R_g = P(σ^g)."
         return perms_to_matrices(torch.as_tensor(self.perms, device="cpu"))
 
-    def group_matrices(self) -> torch.Tensor:
+    def group_layer_matrices(self) -> torch.Tensor:
         "(|G|, |G|·d, |G|·d) permutation matrices of a group layer: σ^g on the positions, g∘a on the group axis."
         return group_space_action(self.group).matrices()
 
     def matches(self, candidates: dict | None = None) -> dict:
-        "{name: fraction of positions where σ^g equals the candidate's element g, best over its generators}; C4 for square kernels by default."
+        "{name: `symmetries.analysis.group_match` of the powers with each candidate group (a `Group` or its perms)}; C4 by default."
         candidates = candidates if candidates is not None else {"C4": rotation_group(self.kernel_size)}
-        return {name: float(rotation_match(self.perms, c.perms if isinstance(c, Group) else c).max(0).min())
-                for name, c in candidates.items()}
+        return {name: group_match(self.perms, c) for name, c in candidates.items()}
 
     def describe(self) -> str:
         moved = int((self.perm != np.arange(len(self.perm))).sum())
@@ -153,20 +151,11 @@ class DiscoveredSymmetry:
         return (f"σ of order {order} moving {moved} of {len(self.perm)} positions; cost {self.cost:.1f} vs {self.identity_cost:.1f} "
                 f"for the identity; defects {[round(d, 1) for d in self.defects]} noise units")
 
-def _numpy(x) -> np.ndarray: return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
-
-def rotation_match(perms, candidate_perms) -> np.ndarray:
-    "(|G|, |C|) fraction of positions where perms[g] agrees with candidate_perms[c] (e.g. the four quarter turns)."
-    A, B = _numpy(perms), _numpy(candidate_perms)
-    return (A[:, None, :] == B[None, :, :]).mean(-1)
-
 # %% ../nbs/25_ws_discovery.ipynb #e8eb5ccb
 def discover_kernel_symmetry(images: torch.Tensor, kernel_size: int = 5, group_size: int = 4, tries: int = 12,
                              fixed_point_weight: float = 2.0, min_std: float = 0.3, seed: int = 0) -> DiscoveredSymmetry:
     "From `images` alone: the σ whose powers relabel k×k patches without changing their moments, moving as many positions as possible."
-    if not isinstance(group_size, int) or isinstance(group_size, bool) or group_size < 2:
-        raise ValueError(f"group_size must be an int >= 2, got {group_size!r}")
-    if not isinstance(tries, int) or isinstance(tries, bool) or tries < 1: raise ValueError(f"tries must be a positive int, got {tries!r}")
+    group_size, tries = check_int(group_size, "group_size", minimum=2), check_int(tries, "tries")
     m = patch_moments(images, kernel_size, min_std, seed)
     ident = np.arange(kernel_size ** 2)
     tried, exclude = [(discovery_cost(m, ident, group_size, fixed_point_weight), ident)], []
@@ -199,17 +188,6 @@ def apply_symmetry(model: nn.Module, found: DiscoveredSymmetry, scale: float = 8
             f"{type(layer).__name__} has {layer.kernel_size ** layer.spatial_dims} kernel positions, the symmetry acts on {found.perms.shape[1]}")
         if layer.lifting: set_representation_logits(layer, lift, scale)
         else:
-            group = found.group_matrices() if group is None else group
+            group = found.group_layer_matrices() if group is None else group
             set_representation_logits(layer, group, scale)
     return model
-
-def layer_c4_match(layer: WSConv) -> dict:
-    "A 2D layer's R_g rounded to permutations vs C4 on its positions: `every` = min over g of the best rotation's match, `quarter` = best quarter-turn match (group layers: the better of C4's two labellings)."
-    if layer.spatial_dims != 2: raise ValueError(f"layer must be 2D (C4 acts on a square kernel), got {type(layer).__name__}")
-    with torch.no_grad(): P = nearest_permutation(layer.representations().detach().float().cpu())
-    c4 = rotation_group(layer.kernel_size)
-    if layer.lifting: Ms = [rotation_match(P, c4.perms)]                              # (|G|, 4)
-    else:   # C4 labelled by either generator: g·a on the group axis pairs with a quarter turn or with its inverse
-        Ms = [rotation_match(P, group_space_action(Group(c4.perms[order])).perms) for order in ([0, 1, 2, 3], [0, 3, 2, 1])]
-    return max(({"every": float(M.max(1).min()), "quarter": float(M[:, [1, 3]].max())} for M in Ms),
-               key=lambda r: (r["every"], r["quarter"]))

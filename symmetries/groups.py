@@ -4,9 +4,11 @@
 
 # %% ../nbs/02_groups.ipynb #f00c8bc2
 from __future__ import annotations
-import itertools, numbers
+import itertools
 
 import torch
+
+from .checks import check_int
 
 # %% auto #0
 __all__ = ['perms_to_matrices', 'matrices_to_perms', 'inverse_permutation', 'Group', 'cyclic_group', 'rotation_group',
@@ -14,13 +16,6 @@ __all__ = ['perms_to_matrices', 'matrices_to_perms', 'inverse_permutation', 'Gro
            'group_space_action', 'permutation_group', 'describe_group']
 
 # %% ../nbs/02_groups.ipynb #fb7bb66c
-def _as_int(v, name: str, minimum: int = 1) -> int:
-    "`v` as a Python int (any integer type: Python, numpy, a 0-d integer tensor), refusing bools, floats and values below `minimum`."
-    if isinstance(v, torch.Tensor) and v.ndim == 0 and not v.dtype.is_floating_point and v.dtype != torch.bool: v = v.item()
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
-        raise ValueError(f"{name} must be a positive int, got {v!r}" if minimum == 1 else f"{name} must be an int >= {minimum}, got {v!r}")
-    return int(v)
-
 def _check_perms(perms, name: str = "perms") -> torch.Tensor:
     "`perms` as an integer tensor (..., n) whose rows are permutations of range(n); a `ValueError` naming `name` otherwise."
     perms = torch.as_tensor(perms)
@@ -127,7 +122,7 @@ class Group:
 # %% ../nbs/02_groups.ipynb #cfbd4269
 def cyclic_group(n: int) -> Group:
     "Cyclic shifts Z_n on n points: element i sends j to (j + i) mod n, i.e. `torch.roll(x, i)`."
-    n = _as_int(n, "n")
+    n = check_int(n, "n")
     ar = torch.arange(n)
     return Group((ar[:, None] + ar[None]) % n, name=f"C{n}", table=(ar[:, None] + ar[None]) % n)
 
@@ -136,13 +131,12 @@ def _grid_perm(k: int, fn) -> torch.Tensor:
     "perms of the grid transform `fn` (applied to the k×k index grid it gives the gather index `src`)."
     return inverse_permutation(fn(torch.arange(k * k).reshape(k, k)).flatten())
 
-def _check_size(k, name="k") -> int: return _as_int(k, name)
 
 _C4_TABLE = (torch.arange(4)[:, None] + torch.arange(4)[None]) % 4
 
 def rotation_group(k: int) -> Group:
     "C4 on the k² pixels of a k×k grid (row-major): element i acts like `torch.rot90(img, i, dims=(-2, -1))`."
-    k = _check_size(k)
+    k = check_int(k, "k")
     perms = torch.stack([_grid_perm(k, lambda a: torch.rot90(a, i, dims=(-2, -1))) for i in range(4)])
     return Group(perms, name=f"C4[{k}x{k}]", table=_C4_TABLE)
 
@@ -167,7 +161,7 @@ _D4_TABLE = _table_from_perms(torch.stack([_d4_gather(2, i) for i in range(8)]),
 
 def dihedral_group(k: int) -> Group:
     "D4 on a k×k grid: elements 0..3 are `rot90(img, i)`, elements 4..7 are `rot90(flip(img, -1), i)`."
-    k = _check_size(k)
+    k = check_int(k, "k")
     return Group(torch.stack([_d4_gather(k, i) for i in range(8)]), name=f"D4[{k}x{k}]", table=_D4_TABLE)
 
 # %% ../nbs/02_groups.ipynb #fd49c5e9
@@ -190,7 +184,7 @@ def _cube_rotations() -> torch.Tensor:
 
 def cube_rotation_group(k: int = 3) -> Group:
     "The 24 rotations of a k×k×k cube acting on its k³ voxels (row-major (x, y, z))."
-    k = _check_size(k)
+    k = check_int(k, "k")
     R = _cube_rotations()
     grid = torch.stack(torch.meshgrid(*[torch.arange(k)] * 3, indexing="ij"), -1).reshape(-1, 3)
     c = 2 * grid - (k - 1)                                        # centred coordinates, exact in integers

@@ -11,31 +11,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 
+from .checks import check_int, check_int_tuple, check_number
 from .groups import (
-    Group, rotation_group, group_space_action, matrices_to_perms, inverse_permutation, describe_group, permutation_group)
-from .sinkhorn import ws_sinkhorn, ws_sinkhorn_blocks, nearest_permutation, _check_tau
+    Group, rotation_group, group_space_action, matrices_to_perms, inverse_permutation)
+from .sinkhorn import ws_sinkhorn, ws_sinkhorn_blocks, nearest_permutation
 
 # %% auto #0
-__all__ = ['INIT_MODES', 'IDENTITY_MASS', 'SINKHORN_WARN', 'check_int', 'SinkhornConvergenceWarning', 'WSConv', 'WSLiftConv2d',
+__all__ = ['INIT_MODES', 'IDENTITY_MASS', 'SINKHORN_WARN', 'SinkhornConvergenceWarning', 'WSConv', 'WSLiftConv2d',
            'WSGroupConv2d', 'WSLiftConv1d', 'WSGroupConv1d', 'WSLiftConv3d', 'WSGroupConv3d', 'rotate_group_signal',
            'set_representation_logits', 'sinkhorn_layers', 'group_pool', 'invariant_pool', 'GroupPool', 'InvariantPool',
            'FrozenWSConv1d', 'FrozenWSConv2d', 'FrozenWSConv3d', 'entropy_regularizer', 'normalization_regularizer']
 
 # %% ../nbs/05_layers.ipynb #5f377a75
-def check_int(value, name: str, minimum: int = 1) -> int:
-    "`value` when it is an int >= `minimum` (bools refused), else a ValueError naming `name`: the size check of layers and models."
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-    return value
-
-def _ntuple(x, n, name, least=0):
-    t = tuple(x) if isinstance(x, (tuple, list)) else (x,) * n
-    if len(t) != n or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in t):
-        kind = "a positive" if least else "a non-negative"
-        raise ValueError(f"{name} must be {kind} int or a tuple of {n} such ints, got {x!r}")
-    return t
-
 INIT_MODES = ("rand", "identity", "kaiming_uniform")
 IDENTITY_MASS = 0.75    # init_mode="identity": the diagonal's share of each row of R_g at initialisation
 
@@ -79,21 +66,21 @@ class WSConv(nn.Module):
                 ):
         super().__init__()
         nd = self.spatial_dims
-        for name, v in dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
-                            group_size=group_size, n_iter=n_iter).items(): check_int(v, name)
+        in_channels, out_channels = check_int(in_channels, "in_channels"), check_int(out_channels, "out_channels")
+        kernel_size, group_size = check_int(kernel_size, "kernel_size"), check_int(group_size, "group_size")
+        n_iter, tau = check_int(n_iter, "n_iter"), check_number(tau, "tau", strict=True)
         if init_mode not in INIT_MODES:
             raise ValueError(f"init_mode must be one of {INIT_MODES}, got {init_mode!r}")
         if padding_mode not in ("zeros", "circular"):
             raise ValueError(f"padding_mode must be 'zeros' or 'circular', got {padding_mode!r}")
         if isinstance(padding, str):
             if padding not in ("same", "valid"): raise ValueError(f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
-        else: padding = _ntuple(padding, nd, "padding")
-        if sinkhorn_tol is not None and (isinstance(sinkhorn_tol, bool) or not isinstance(sinkhorn_tol, (int, float)) or not sinkhorn_tol > 0):
-            raise ValueError(f"sinkhorn_tol must be a number > 0 or None, got {sinkhorn_tol!r}")
+        else: padding = check_int_tuple(padding, nd, "padding")
+        sinkhorn_tol = check_number(sinkhorn_tol, "sinkhorn_tol", strict=True, allow_none=True)
         self.in_channels, self.out_channels, self.kernel_size, self.group_size = in_channels, out_channels, kernel_size, group_size
-        self.stride, self.padding, self.padding_mode = _ntuple(stride, nd, "stride", least=1), padding, padding_mode
+        self.stride, self.padding, self.padding_mode = check_int_tuple(stride, nd, "stride", minimum=1), padding, padding_mode
         if padding == "same" and any(s != 1 for s in self.stride): raise ValueError("padding='same' needs stride 1")
-        self.n_iter, self.tau, self.init_mode, self.fix_identity = n_iter, _check_tau(tau), init_mode, fix_identity
+        self.n_iter, self.tau, self.init_mode, self.fix_identity = n_iter, tau, init_mode, fix_identity
         self.sinkhorn_tol = sinkhorn_tol
         self.group_in = 1 if self.lifting else group_size
         self.d = self.group_in * kernel_size ** nd
@@ -195,8 +182,6 @@ class WSConv(nn.Module):
         kind = "learned" if self.learned else "fixed"
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, group_size={self.group_size}, "
                 f"padding={self.padding}, stride={self.stride}, bias={self.bias is not None}, representations={kind}")
-
-_WSConv = WSConv    # the earlier private name of the base class, kept for code that still uses it
 
 # %% ../nbs/05_layers.ipynb #04753bf4
 class WSLiftConv2d(WSConv):
@@ -418,22 +403,6 @@ def harden(self: WSConv) -> WSConv:
         hard.weight.copy_(self.weight)
         if self.bias is not None: hard.bias.copy_(self.bias)
     return hard
-
-@patch
-def learned_symmetry(self: WSConv, candidates: dict | None = None) -> dict:
-    "Round to permutations and report: closed under composition?, the group's structure, which candidate it equals."
-    hard = self.harden()
-    P = hard.fixed_representations.cpu()
-    g = permutation_group(P)
-    if candidates is None:
-        candidates = {"C4": rotation_group(self.kernel_size)} if self.spatial_dims == 2 and self.group_size == 4 else {}
-    rows = {tuple(r) for r in matrices_to_perms(P).tolist()}
-    matches = [name for name, c in candidates.items()
-               if rows == {tuple(r) for r in (c if self.lifting else group_space_action(c)).perms.tolist()}]
-    return dict(closed=g is not None, group=g, structure=describe_group(g) if g is not None else "not a group",
-                matches=matches, same_order_as_candidate=[name for name, c in candidates.items()
-                    if (c if self.lifting else group_space_action(c)).perms.tolist() == matrices_to_perms(P).tolist()],
-                hard=hard)
 
 # %% ../nbs/05_layers.ipynb #20b300e2
 def entropy_regularizer(R: torch.Tensor) -> torch.Tensor:

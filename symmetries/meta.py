@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .utils import default_device, progress, cpu_threads, model_device
+from .checks import check_int
+from .distributed import data_parallel, rank_device, shares, all_reduce, broadcast_tensors
 from .tasks import TaskBatch
-from .train import data_parallel, _rank_device, _shares, _all_reduce
-from .meta_models import make_meta_model   # re-exported: the models moved to symmetries.meta_models
+from .utils import default_device, progress, cpu_threads, model_device
 
 # %% auto #0
 __all__ = ['import_learn2learn', 'MSRMAML', 'task_losses', 'check_batch', 'query_losses_l2l', 'forward_tasks', 'adapt_tasks',
@@ -173,17 +173,17 @@ def meta_train(learner: MSRMAML, tasks, outer_steps: int = 1000, meta_batch: int
                inner_steps: int = 1, batched: bool = True, seed: int = 0, device=None, desc: str = "meta-train",
                log_every: int = 0, threads: int | None = 1, decay_from: float | None = None, distributed: bool | None = None) -> dict:
     "Meta-train `learner` on `tasks`' train split with Adam; returns {'loss', 'seconds', 'tasks_per_s'}. Under torchrun each rank takes a share of every meta-batch."
-    for name, val in (("outer_steps", outer_steps), ("meta_batch", meta_batch), ("inner_steps", inner_steps)):
-        if not isinstance(val, int) or val < 1: raise ValueError(f"{name} must be an int >= 1, got {val!r}")
+    outer_steps, meta_batch = check_int(outer_steps, "outer_steps"), check_int(meta_batch, "meta_batch")
+    inner_steps = check_int(inner_steps, "inner_steps")
     if decay_from is not None and not 0 <= decay_from < 1: raise ValueError(f"decay_from must be in [0, 1) or None, got {decay_from!r}")
     dp = data_parallel(distributed, device)                 # None: this process meta-trains alone
     if dp is not None and meta_batch < dp.world_size:
         raise ValueError(f"meta_batch must be at least the number of processes ({dp.world_size}) to split it, got {meta_batch}")
-    device = _rank_device(device, dp)
+    device = rank_device(device, dp)
     with cpu_threads(threads):
         learner.to(device)
         if dp is not None:      # every rank starts from rank 0's meta-parameters and keeps them equal: the same averaged steps
-            for t in [*learner.parameters(), *learner.buffers()]: torch.distributed.broadcast(t.data, 0)
+            broadcast_tensors([*learner.parameters(), *learner.buffers()], src=0)
         opt = torch.optim.Adam(learner.meta_parameters(), lr=outer_lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _lr_factor(i, outer_steps, decay_from)) if decay_from is not None else None
         g = torch.Generator().manual_seed(seed)
@@ -193,7 +193,7 @@ def meta_train(learner: MSRMAML, tasks, outer_steps: int = 1000, meta_batch: int
         for step in bar:
             batch = tasks.sample(meta_batch, "train", g)       # the same tasks on every rank: the generators agree
             if dp is not None:
-                lo, hi = _shares(meta_batch, dp.world_size)[dp.rank]; batch = TaskBatch(*(t[lo:hi] for t in batch))
+                lo, hi = shares(meta_batch, dp.world_size)[dp.rank]; batch = TaskBatch(*(t[lo:hi] for t in batch))
             batch = batch.to(device)
             with torch.enable_grad():                           # training needs gradients, whatever the caller's mode
                 q = (query_losses_batched if batched else query_losses_l2l)(learner, batch, inner_steps)
@@ -212,7 +212,7 @@ def meta_train(learner: MSRMAML, tasks, outer_steps: int = 1000, meta_batch: int
 def _all_reduce_meta_grads(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
     "Sum every rank's meta-gradient (each already divided by the whole meta-batch) and its loss in one all-reduce; returns the loss."
     params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
-    flat = _all_reduce(torch.cat([p.grad.reshape(-1).double() for p in params] + [loss.reshape(1).double()]))
+    flat = all_reduce(torch.cat([p.grad.reshape(-1).double() for p in params] + [loss.reshape(1).double()]))
     i = 0
     for p in params: p.grad.copy_(flat[i:i + p.numel()].view_as(p.grad)); i += p.numel()
     return flat[-1].to(loss.dtype)
@@ -246,11 +246,3 @@ def meta_test(learner: MSRMAML, tasks, n_tasks: int | None = None, batch_size: i
         acc = _summary(torch.cat(accs).cpu())
         out.update(accuracy=acc["mean"], acc_ci95=acc["ci95"])
     return out
-
-# %% ../nbs/13_meta.ipynb #74ccf296
-def __getattr__(name: str):
-    # conv_band_mass moved to symmetries.analysis; the old name still works (imported on use: analysis comes later)
-    if name == "conv_band_mass":
-        warnings.warn("symmetries.meta.conv_band_mass moved to symmetries.analysis.conv_band_mass", DeprecationWarning, stacklevel=2)
-        return importlib.import_module("symmetries.analysis").conv_band_mass
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,8 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import check_int
 from .groups import Group
-from .layers import WSConv, WSLiftConv2d, WSGroupConv2d, invariant_pool, check_int, sinkhorn_layers
+from .layers import WSConv, WSLiftConv2d, WSGroupConv2d, invariant_pool, sinkhorn_layers
 
 # %% auto #0
 __all__ = ['PAPER_INIT', 'WSModelMixin', 'ws_regularizer', 'CNN', 'WSCNN', 'GCNN', 'ResNet', 'WSResNet', 'GResNet']
@@ -22,17 +23,17 @@ def _check_model_args(positive: dict = {}, non_negative: dict = {}, pool=None):
     for name, v in non_negative.items(): check_int(v, name, minimum=0)
     if pool is not None and pool not in ("mean", "max"): raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}")
 
-class _Spent:
+class _BackwardSeen:
     "A flag that a backward pass through a step's R sets (as a tensor hook): R's graph is then used up."
     def __init__(self): self.flag = False
     def __call__(self, grad): self.flag = True
 
-class _StepR:
+class _StepRepresentations:
     "A model's latest {layer: R} and the state of the logits it came from; never copied or pickled with the model."
-    def __init__(self, key=None, R=None): self.key, self.R, self.spent = key, R or {}, _Spent()
+    def __init__(self, key=None, R=None): self.key, self.R, self.spent = key, R or {}, _BackwardSeen()
     def valid(self, key) -> bool: return self.key is not None and self.key == key and not self.spent.flag
-    def __deepcopy__(self, memo): return _StepR()
-    def __reduce__(self): return (_StepR, ())
+    def __deepcopy__(self, memo): return _StepRepresentations()
+    def __reduce__(self): return (_StepRepresentations, ())
 
 class WSModelMixin:
     "Representation parameters, one Sinkhorn per step and regularisation for any module containing weight-sharing layers."
@@ -50,7 +51,7 @@ class WSModelMixin:
     def sinkhorn(self) -> dict:
         "{layer: R} for the learned layers (not those with a cached inference kernel), one Sinkhorn call; `regularization_loss` reuses it."
         Rs = sinkhorn_layers(self.ws_layers())
-        step = _StepR(self._logits_key(), Rs)
+        step = _StepRepresentations(self._logits_key(), Rs)
         for R in Rs.values():
             if R.requires_grad: R.register_hook(step.spent)     # the hook holds the flag only: no reference cycle to R
         self._step_R = step
@@ -80,6 +81,10 @@ class WSModelMixin:
         errs = [m.sinkhorn_error.max() for m in self.ws_layers() if m.learned and m.sinkhorn_error is not None
                 and m.sinkhorn_error.numel()]
         return float(torch.stack([e.float().cpu() for e in errs]).max()) if errs else 0.0
+
+    def training_metrics(self) -> dict:
+        "What `fit` adds to each epoch's history row: `sinkhorn_error` when the model learns some R_g, else nothing."
+        return {"sinkhorn_error": self.sinkhorn_error()} if any(p.requires_grad for p in self.representation_parameters()) else {}
 
 # %% ../nbs/07_models.ipynb #e272d2c8
 def ws_regularizer(norm_weight: float = 0.1, entropy_weight: float = 0.0, norm_variant: str = "paper"):

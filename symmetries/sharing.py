@@ -4,13 +4,14 @@
 
 # %% ../nbs/03_sharing.ipynb #0b73423a
 from __future__ import annotations
-import math, numbers
+import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .groups import Group, matrices_to_perms, _as_int
+from .checks import check_int, check_int_tuple
+from .groups import Group, matrices_to_perms
 
 # %% auto #0
 __all__ = ['conv1d_sharing_matrix', 'plot_sharing', 'orbits', 'sharing_labels', 'group_sharing_matrix', 'SharingLinear',
@@ -20,10 +21,8 @@ __all__ = ['conv1d_sharing_matrix', 'plot_sharing', 'orbits', 'sharing_labels', 
 # %% ../nbs/03_sharing.ipynb #957d0edc
 def conv1d_sharing_matrix(in_features: int, kernel_size: int, circular: bool = False) -> torch.Tensor:
     "U `(out·in, kernel_size)` of a 1D cross-correlation: valid (out = in - kernel_size + 1) or circular (out = in)."
-    in_features = _as_int(in_features, "in_features")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral) or not 1 <= kernel_size <= in_features:
-        raise ValueError(f"kernel_size must be an int in [1, in_features={in_features}], got {kernel_size!r}")
-    kernel_size = int(kernel_size)
+    in_features = check_int(in_features, "in_features")
+    kernel_size = check_int(kernel_size, "kernel_size", 1, in_features)      # at most in_features taps
     n = in_features
     m = n if circular else n - kernel_size + 1
     i, t = torch.meshgrid(torch.arange(m), torch.arange(kernel_size), indexing="ij")
@@ -108,9 +107,9 @@ class SharingLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, k: int | None = None, U: torch.Tensor | None = None,
                  bias: bool = False, learn_U: bool = True):
         super().__init__()
-        in_features, out_features = _as_int(in_features, "in_features"), _as_int(out_features, "out_features")
+        in_features, out_features = check_int(in_features, "in_features"), check_int(out_features, "out_features")
         if U is None and k is None: raise ValueError("give k (number of filter parameters) or U")
-        if k is not None: k = _as_int(k, "k")
+        k = check_int(k, "k", allow_none=True)
         if U is not None:
             U = torch.as_tensor(U, dtype=torch.get_default_dtype())
             if U.is_sparse: U = U.to_dense()
@@ -177,19 +176,14 @@ class _SharingConvNd(nn.Module):
                  bias: bool = True, padding_mode: str = "zeros"):
         super().__init__()
         nd = self._nd
-        in_channels, out_channels = _as_int(in_channels, "in_channels"), _as_int(out_channels, "out_channels")
-        ks = (kernel_size,) * nd if isinstance(kernel_size, int) else tuple(kernel_size)
-        if len(ks) != nd or any(not isinstance(s, int) or s < 1 for s in ks):
-            raise ValueError(f"kernel_size must be a positive int or a tuple of {nd} positive ints, got {kernel_size!r}")
+        in_channels, out_channels = check_int(in_channels, "in_channels"), check_int(out_channels, "out_channels")
+        ks = check_int_tuple(kernel_size, nd, "kernel_size", minimum=1)
         if padding_mode not in ("zeros", "circular"): raise ValueError(f"padding_mode must be 'zeros' or 'circular', got {padding_mode!r}")
         if isinstance(padding, str):
             if padding not in ("same", "valid"): raise ValueError(f"padding must be an int, a tuple of {nd} ints, 'same' or 'valid', got {padding!r}")
             if padding == "same" and any(s != 1 for s in ((stride,) * nd if isinstance(stride, int) else tuple(stride))):
                 raise ValueError(f"padding='same' needs stride 1, got stride={stride!r}")
-        else:
-            p = (padding,) * nd if isinstance(padding, int) else tuple(padding)
-            if len(p) != nd or any(isinstance(q, bool) or not isinstance(q, int) or q < 0 for q in p):
-                raise ValueError(f"padding must be an int >= 0, a tuple of {nd} such ints, 'same' or 'valid', got {padding!r}")
+        else: check_int_tuple(padding, nd, "padding", minimum=0, also=", 'same' or 'valid'")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, ks
         self.stride, self.padding, self.dilation, self.padding_mode = stride, padding, dilation, padding_mode
         K = math.prod(ks)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import check_int, check_number
 from .groups import perms_to_matrices
 
 # %% auto #0
@@ -22,8 +23,7 @@ CPU_CHECK_EVERY = 3     # `check_every=None` on a CPU: checks after iterations 3
 
 def _check_points(n_iter: int, tol: float | None, check_every: int | None, device) -> frozenset:
     "Iterations after which the early stop at `tol` is checked: k, 2k, 4k, ... < n_iter (k = check_every; None: the device's default)."
-    if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1):
-        raise ValueError(f"check_every must be an int >= 1 or None (the device's default), got {check_every!r}")
+    check_every = check_int(check_every, "check_every", allow_none=True)      # None: the device's default
     if check_every is None: check_every = CPU_CHECK_EVERY if torch.device(device).type == "cpu" else None
     pts, t = set(), check_every
     while tol is not None and t is not None and t < n_iter: pts.add(t); t *= 2
@@ -45,15 +45,14 @@ def log_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, tol: 
                  check_every: int | None = None) -> torch.Tensor:
     "Log of the Sinkhorn normalisation of `exp(logits / tau)` over the last two dims of (..., n, n); `tol`, `check_every`: see above."
     _check_logits(logits)
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1: raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}")
-    if not tau > 0: raise ValueError(f"tau must be > 0, got {tau!r}")
-    if tol is not None and not tol > 0: raise ValueError(f"tol must be > 0 or None, got {tol!r}")
+    n_iter, tau = check_int(n_iter, "n_iter"), check_number(tau, "tau", strict=True)
+    tol = check_number(tol, "tol", strict=True, allow_none=True)
     checks = _check_points(n_iter, tol, check_every, logits.device)
     K = logits / tau
     Kt = K.transpose(-1, -2).contiguous()         # columns of K as contiguous rows: both reductions stay fast
     u = -_lse_(K.clone())                          # row potentials (..., n)
     for it in range(n_iter):
-        if it: u = -_lse_(K + v.unsqueeze(-2))
+        if it: u = -_lse_(K + v.unsqueeze(-2))     # noqa: F821 (v: set by the iteration before)
         v = -_lse_(Kt + u.unsqueeze(-2))           # column potentials (..., n)
         if it + 1 in checks:
             with torch.no_grad(): err = (_lse_(K.detach() + v.detach().unsqueeze(-2)) + u.detach()).exp().sub(1).abs().max()
@@ -152,19 +151,13 @@ def _no_autocast(device_type: str):
     available = getattr(torch.amp, "is_autocast_available", lambda t: t in ("cpu", "cuda"))(device_type)
     return torch.autocast(device_type, enabled=False) if available else contextlib.nullcontext()
 
-def _check_tau(tau, name="tau"):
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {tau!r}")
-    return float(tau)
-
 def ws_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, tol: float | None = None,
                 check_every: int | None = None, return_error: bool = False, max_range: float | None = None):
     "`sinkhorn` for (G, d, d) logits in scaling form: float32 inside, optional early stop at `tol` (`check_every`: see above), optional row errors."
     _check_logits(logits)
     if logits.ndim != 3: raise ValueError(f"logits must have shape (G, d, d), got {tuple(logits.shape)}")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1: raise ValueError(f"n_iter must be an int >= 1, got {n_iter!r}")
-    tau = _check_tau(tau)
-    if tol is not None and not tol > 0: raise ValueError(f"tol must be > 0 or None, got {tol!r}")
+    n_iter, tau = check_int(n_iter, "n_iter"), check_number(tau, "tau", strict=True)
+    tol = check_number(tol, "tol", strict=True, allow_none=True)
     checks = _check_points(n_iter, tol, check_every, logits.device)
     if logits.shape[0] == 0: return (logits.clone(), logits.new_zeros(0)) if return_error else logits.clone()
     work = torch.float64 if logits.dtype == torch.float64 else torch.float32

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .checks import check_int
 from .groups import Group, rotation_group, dihedral_group
 
 # %% auto #0
@@ -41,14 +42,10 @@ def _cpu_generator(generator):
         raise ValueError(f"generator must be a CPU torch.Generator (tasks are drawn on the CPU, then moved), got one on {generator.device}")
     return generator
 
-def _check_counts(k_spt, k_qry):
-    if not isinstance(k_spt, int) or k_spt < 1: raise ValueError(f"k_spt must be an int >= 1, got {k_spt!r}")
-    if not isinstance(k_qry, int) or k_qry < 1: raise ValueError(f"k_qry must be an int >= 1, got {k_qry!r}")
-
 class _TaskSet:
     "Shared bookkeeping: `n_tasks` task ids split into a train range and a held-out test range."
     def _split(self, n_tasks, train_frac):
-        if not isinstance(n_tasks, int) or n_tasks < 2: raise ValueError(f"n_tasks must be an int >= 2, got {n_tasks!r}")
+        n_tasks = check_int(n_tasks, "n_tasks", minimum=2)
         if not 0 < train_frac < 1: raise ValueError(f"train_frac must be in (0, 1), got {train_frac!r}")
         self.n_tasks, self.n_train = n_tasks, int(train_frac * n_tasks)
         if not 0 < self.n_train < n_tasks: raise ValueError(f"train_frac={train_frac} leaves an empty split of {n_tasks} tasks")
@@ -62,8 +59,7 @@ class _TaskSet:
     def sample(self, n_tasks: int, split: str = "train", generator: torch.Generator | None = None) -> TaskBatch:
         "`n_tasks` distinct random tasks of `split` with freshly drawn examples."
         ids = self.split_ids(split)
-        if not isinstance(n_tasks, int) or not 1 <= n_tasks <= len(ids):
-            raise ValueError(f"n_tasks must be an int in [1, {len(ids)}] for split {split!r}, got {n_tasks!r}")
+        n_tasks = check_int(n_tasks, f"n_tasks (split {split!r})", 1, len(ids))
         generator = _cpu_generator(generator)
         return self.batch(ids[torch.randperm(len(ids), generator=generator, device=CPU)[:n_tasks]], generator)
 
@@ -97,9 +93,8 @@ class SyntheticTasks1D(_TaskSet):
     def __init__(self, problem: str = "rank1", n_tasks: int = 10_000, length: int = 70, taps: int = 3,
                  k_spt: int = 1, k_qry: int = 19, train_frac: float = 0.8, seed: int = 0):
         if problem not in SYNTHETIC_PROBLEMS: raise ValueError(f"problem must be one of {list(SYNTHETIC_PROBLEMS)}, got {problem!r}")
-        _check_counts(k_spt, k_qry)
-        if not isinstance(taps, int) or taps < 1 or not isinstance(length, int) or length < taps:
-            raise ValueError(f"length and taps must be ints with 1 <= taps <= length, got length={length!r}, taps={taps!r}")
+        k_spt, k_qry = check_int(k_spt, "k_spt"), check_int(k_qry, "k_qry")
+        taps = check_int(taps, "taps"); length = check_int(length, "length", minimum=taps)
         self._split(n_tasks, train_frac)
         self.problem, self.rank, self.length, self.taps = problem, SYNTHETIC_PROBLEMS[problem], length, taps
         self.out_length, self.k_spt, self.k_qry = length - taps + 1, k_spt, k_qry
@@ -156,9 +151,9 @@ class EquivariantTasks2D(_TaskSet):
     "2D regression tasks `y = lifting_conv2d(x, psi)` equivariant under `group` ('c4' or 'd4'); random `psi` per task."
     def __init__(self, group: str = "c4", size: int = 12, fields: int = 3, kernel: int = 3, n_tasks: int = 10_000,
                  k_spt: int = 1, k_qry: int = 19, train_frac: float = 0.8, seed: int = 0):
-        _check_counts(k_spt, k_qry)
+        k_spt, k_qry = check_int(k_spt, "k_spt"), check_int(k_qry, "k_qry")
         self.group = _group_for(group, kernel)
-        if not isinstance(size, int) or size < kernel: raise ValueError(f"size must be an int >= kernel={kernel}, got {size!r}")
+        size = check_int(size, "size", minimum=kernel)         # at least one kernel wide
         self._split(n_tasks, train_frac)
         self.group_name, self.size, self.fields, self.kernel, self.k_spt, self.k_qry = group, size, fields, kernel, k_spt, k_qry
         g = torch.Generator().manual_seed(seed)
@@ -205,7 +200,7 @@ class FewShotDigitTasks(_TaskSet):
                  train_classes=(0, 1, 2, 3, 4), test_classes=(5, 6, 7, 8, 9), augment_query: bool = True,
                  n_tasks: int = 10_000, train_frac: float = 0.8, seed: int = 0):
         from symmetries.data import offline_digits
-        _check_counts(shots, queries)
+        shots, queries = check_int(shots, "shots"), check_int(queries, "queries")
         if len(train_classes) < ways or len(test_classes) < ways:
             raise ValueError(f"ways={ways} needs at least {ways} train_classes and test_classes")
         self._split(n_tasks, train_frac)
@@ -240,7 +235,7 @@ class FewShotDigitTasks(_TaskSet):
 class OmniglotTasks:
     "Aug-Omniglot `ways`-way `shots`-shot tasks from learn2learn's task sets (downloads Omniglot into `root`)."
     def __init__(self, ways: int = 5, shots: int = 1, queries: int = 1, root: str = "~/data", augment_query: bool = True):
-        _check_counts(shots, queries)
+        shots, queries = check_int(shots, "shots"), check_int(queries, "queries")
         try:
             import learn2learn as l2l
             self.tasksets = l2l.vision.benchmarks.get_tasksets("omniglot", train_ways=ways, train_samples=shots + queries,

@@ -4,9 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #b6669cfe
 from __future__ import annotations
-import math, numbers, os, random, time
-from contextlib import contextmanager
-from contextvars import ContextVar
+import math, os, random, time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,12 +14,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
+from .checks import check_int, check_number
+from .distributed import (
+    DataParallel, data_parallel, rank_device, rank_seed, shares, all_reduce, all_gather_objects, barrier)
 from .utils import default_device, model_device, set_seed, progress, markdown_table
 
 # %% auto #0
 __all__ = ['AMP_DTYPES', 'representation_parameters', 'parameter_groups', 'count_parameters', 'batches', 'accuracy', 'evaluate',
-           'DataParallel', 'train_alone', 'data_parallel', 'rank_seed', 'History', 'save_checkpoint', 'CheckpointError',
-           'load_checkpoint', 'NonFiniteLossError', 'fit']
+           'History', 'save_checkpoint', 'CheckpointError', 'load_checkpoint', 'NonFiniteLossError', 'fit']
 
 # %% ../nbs/11_train.ipynb #75ddfe22
 def representation_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -67,7 +67,7 @@ def _accumulator(device) -> torch.Tensor:
 def batches(data, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
     "Yield (inputs, targets) batches of `data`, in the order of `torch.randperm(..., generator=generator)` when `shuffle`."
     ds = _as_dataset(data)
-    if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = check_int(batch_size, "batch_size")
     n = len(ds)
     cpu = torch.device("cpu")     # indices for a CPU data set, drawn by a CPU generator
     order = torch.randperm(n, generator=generator, device=cpu) if shuffle else torch.arange(n, device=cpu)
@@ -99,69 +99,6 @@ def evaluate(model: nn.Module, data, loss_fn: Callable = F.cross_entropy, batch_
     return res
 
 # %% ../nbs/11_train.ipynb #d9a1f0c3
-@dataclass(frozen=True)
-class DataParallel:
-    "This process's place in a data-parallel run: its `rank`, the `world_size` (number of processes) and its `local_rank` on its machine."
-    rank: int
-    world_size: int
-    local_rank: int = 0
-    @property
-    def main(self) -> bool: return self.rank == 0
-
-def _launched_world_size() -> int:
-    "The number of processes torchrun (or another launcher setting WORLD_SIZE) started; 1 when none did."
-    try: return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError: raise ValueError(f"the environment variable WORLD_SIZE must be an int, got {os.environ['WORLD_SIZE']!r}") from None
-
-def _process_group_size() -> int:
-    "World size of an initialised default process group, else 0 (torch.distributed is only asked, never set up, here)."
-    dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 0
-
-_ALONE = ContextVar("train_alone", default=False)
-
-@contextmanager
-def train_alone():
-    "Within the block, `fit` and `meta_train` left to decide (`distributed=None`) train in this process alone, even inside a process group."
-    token = _ALONE.set(True)
-    try: yield
-    finally: _ALONE.reset(token)
-
-def data_parallel(distributed: bool | None = None, device=None) -> DataParallel | None:
-    "This process's `DataParallel` place (joining torchrun's process group if needed), None for one process; `distributed`: None = as launched, False = alone, True = required."
-    if distributed is not None and not isinstance(distributed, bool): raise TypeError(f"distributed must be None, True or False, got {distributed!r}")
-    if distributed is None and _ALONE.get(): distributed = False
-    if distributed is False: return None
-    world = _process_group_size() or _launched_world_size()
-    if world <= 1:
-        if distributed: raise ValueError("distributed=True, but this is a single process: launch with torchrun --nproc_per_node N "
-                                         "(or call torch.distributed.init_process_group in every process first)")
-        return None
-    dist = torch.distributed
-    if not dist.is_initialized():       # torchrun set RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT: join the group they describe
-        cuda = default_device(device).type == "cuda"
-        backend = "nccl" if cuda and dist.is_nccl_available() else "gloo"
-        if cuda: torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
-    rank = dist.get_rank()
-    local = int(os.environ.get("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1)))
-    return DataParallel(rank, dist.get_world_size(), local)
-
-def _rank_device(device, dp: DataParallel | None) -> torch.device:
-    "`default_device(device)`; in a data-parallel run a CUDA device without an index becomes this process's GPU (its local rank)."
-    device = default_device(device)
-    if dp is not None and device.type == "cuda" and device.index is None: device = torch.device("cuda", dp.local_rank)
-    return device
-
-def rank_seed(seed: int, rank: int) -> int:
-    "The seed of process `rank` derived from `seed`: `seed` itself for rank 0 (a one-process run is unchanged), distinct streams for the others."
-    if rank == 0: return seed
-    return int(np.random.SeedSequence([seed % 2**63, rank]).generate_state(1, np.uint32)[0])   # NumPy takes seeds < 2**32
-
-def _shares(n: int, world_size: int) -> list[tuple[int, int]]:
-    "Contiguous [start, stop) shares of n items over `world_size` processes, their sizes differing by at most one."
-    return [(n * r // world_size, n * (r + 1) // world_size) for r in range(world_size)]
-
 def _shard_batches(ds: Dataset, batch_size: int, generator: torch.Generator, dp: DataParallel):
     """This process's share of every global batch of one global shuffle (the same on every rank: the same generator state),
     as (inputs, targets, n, weight): `weight` = n·world/global batch makes the ranks' averaged gradient that of the global
@@ -169,20 +106,14 @@ def _shard_batches(ds: Dataset, batch_size: int, generator: torch.Generator, dp:
     order = torch.randperm(len(ds), generator=generator, device="cpu")
     for s in range(0, len(ds), batch_size):
         chunk = order[s:s + batch_size]
-        lo, hi = _shares(len(chunk), dp.world_size)[dp.rank]
+        lo, hi = shares(len(chunk), dp.world_size)[dp.rank]
         if hi > lo: yield (*_batch(ds, chunk[lo:hi]), hi - lo, (hi - lo) * dp.world_size / len(chunk))
         else: yield (*_batch(ds, chunk[:1]), 0, 0.0)     # every rank must take part in the step's gradient all-reduce
-
-def _all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    "All-reduce `t` in place over the default process group (a float64 sum, or an integer min) and return it."
-    dist = torch.distributed
-    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MIN)
-    return t
 
 @torch.no_grad()
 def _evaluate_shards(model: nn.Module, data, loss_fn: Callable, batch_size: int, device, dp: DataParallel) -> dict:
     "`evaluate` with each rank on its share of `data` and the sums (loss, correct, count) all-reduced: exactly the one-process numbers."
-    ds = _as_dataset(data); lo, hi = _shares(len(ds), dp.world_size)[dp.rank]
+    ds = _as_dataset(data); lo, hi = shares(len(ds), dp.world_size)[dp.rank]
     was_training = model.training; model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)       # loss × n, correct, n
     for s in range(lo, hi, batch_size):
@@ -191,7 +122,7 @@ def _evaluate_shards(model: nn.Module, data, loss_fn: Callable, batch_size: int,
         sums[0] += loss_fn(out, yb).detach().double() * len(xb); sums[2] += len(xb)
         if not yb.is_floating_point(): sums[1] += (out.argmax(-1) == yb).sum()
     model.train(was_training)
-    loss, correct, n = _all_reduce(sums).tolist()
+    loss, correct, n = all_reduce(sums).tolist()
     res = {"loss": loss / max(n, 1)}
     if _integer_targets(ds): res["accuracy"] = correct / max(n, 1)
     return res
@@ -262,7 +193,8 @@ def _all_finite(model: nn.Module) -> bool:
     flags = [torch.isfinite(p).all() for p in model.parameters()]
     return bool(torch.stack(flags).all()) if flags else True
 
-def _non_finite_message(what: str, epoch: int, epochs: int, step: int | None, steps: int, saved: str | None, lr, grad_clip, amp) -> str:
+def _non_finite_message(what: str, epoch: int, epochs: int, step: int | None, steps: int, saved: str | None,
+                        lr, grad_clip, amp) -> str:
     "One message for a run that went non-finite: what, where, what is kept, and what to try."
     where = f"epoch {epoch} of {epochs}" + (f", step {step} of {steps}" if step is not None else "")
     kept = (f" The checkpoint {saved} still holds the last finite epoch ({epoch - 1})." if saved else "")
@@ -271,20 +203,46 @@ def _non_finite_message(what: str, epoch: int, epochs: int, step: int | None, st
     if amp == "fp16": tips.append("amp='bf16' or None instead of 'fp16'")
     return f"{what} at {where}: training stopped.{kept} Try " + ", ".join(tips) + "."
 
-def _check_fit_args(batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip, rep_weight_decay=0.0, amp=None):
+def _check_fit_args(epochs, batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip,
+                    rep_weight_decay, amp, scheduler, resume, checkpoint):
     "Refuse arguments that would crash deep inside the loop or silently train nothing, naming the argument."
-    for name, v in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if max_steps_per_epoch is not None and (isinstance(max_steps_per_epoch, bool) or not isinstance(max_steps_per_epoch, numbers.Integral)
-                                            or max_steps_per_epoch < 1):
-        raise ValueError(f"max_steps_per_epoch must be a positive int or None, got {max_steps_per_epoch!r}")
+    check_int(epochs, "epochs", minimum=0)
+    if scheduler not in (None, "cosine"): raise ValueError(f"scheduler must be None or 'cosine', got {scheduler!r}")
+    if resume and checkpoint is None: raise ValueError("resume=True needs a checkpoint path")
+    check_int(batch_size, "batch_size"); check_int(eval_batch_size, "eval_batch_size")
+    check_int(max_steps_per_epoch, "max_steps_per_epoch", allow_none=True)
     if amp is not None and amp not in AMP_DTYPES: raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
-    for name, v in (("lr", lr), ("rep_lr", rep_lr), ("weight_decay", weight_decay), ("rep_weight_decay", rep_weight_decay)):
-        if v is None and name == "rep_lr": continue
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v >= 0 and math.isfinite(v)):
-            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    if grad_clip is not None and (isinstance(grad_clip, bool) or not isinstance(grad_clip, numbers.Real) or not grad_clip > 0):
-        raise ValueError(f"grad_clip must be a number > 0 or None, got {grad_clip!r}")
+    check_number(lr, "lr"); check_number(rep_lr, "rep_lr", allow_none=True)
+    check_number(weight_decay, "weight_decay"); check_number(rep_weight_decay, "rep_weight_decay")
+    check_number(grad_clip, "grad_clip", strict=True, allow_none=True)
+
+# %% ../nbs/11_train.ipynb #b31dce67
+@dataclass
+class _FitRun:
+    "What one `fit` call trains with and carries from epoch to epoch."
+    model: nn.Module                   # the model as given: what is evaluated and saved
+    net: nn.Module                     # what the steps call: the model, or its DistributedDataParallel wrapper
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    dp: DataParallel | None            # this process's place among several, None when it trains alone
+    shuffle_gen: torch.Generator       # the same on every rank: one global shuffle
+    aug_gen: torch.Generator           # this rank's own augmentation stream
+    steps_per_epoch: int
+    hparams: dict                      # what a resumed run compares with the checkpoint's
+    history: History
+    start: int = 0                     # the first epoch to train (after a resume: the checkpoint's)
+    saved: str | None = None           # the checkpoint that holds the last finite epoch, when there is one
+
+    @property
+    def rank(self) -> int: return self.dp.rank if self.dp is not None else 0
+    @property
+    def world(self) -> int: return self.dp.world_size if self.dp is not None else 1
+    @property
+    def own_cuda(self) -> torch.device | None:
+        "The GPU whose random state this process owns in a data-parallel run (None: alone, every GPU's)."
+        return self.device if self.dp is not None and self.device.type == "cuda" else None
 
 def _resume_hyperparameters(opt, sched, fresh_groups: list[dict], saved: dict | None, now: dict):
     """After loading a checkpoint: take the learning rates and weight decays of this call, and re-plan a cosine schedule
@@ -301,6 +259,134 @@ def _resume_hyperparameters(opt, sched, fresh_groups: list[dict], saved: dict | 
             group["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * t / sched.T_max)) / 2
         sched._last_lr = [g["lr"] for g in opt.param_groups]
 
+# %% ../nbs/11_train.ipynb #3d88623d
+def _fit_setup(model: nn.Module, train: Dataset, epochs: int, batch_size: int, groups: dict, scheduler: str | None,
+               seed: int, device, max_steps_per_epoch: int | None, amp: str | None, distributed: bool | None) -> _FitRun:
+    "Step 1: the run's place, seeds, optimiser (`groups`: the keyword arguments of `parameter_groups`), schedule and generators."
+    dp = data_parallel(distributed, device)                 # None: this process trains alone
+    device = rank_device(device, dp); rank = dp.rank if dp else 0
+    if device.type == "cuda" and dp is not None: torch.cuda.set_device(device)
+    set_seed(rank_seed(seed, rank))                         # dropout masks differ between ranks; rank 0 draws what one process would
+    model.to(device)
+    opt = torch.optim.AdamW(parameter_groups(model, **groups), lr=groups["lr"])
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")   # fp16 gradients underflow without loss scaling
+    steps_per_epoch = -(-len(train) // batch_size)
+    if max_steps_per_epoch is not None: steps_per_epoch = min(steps_per_epoch, max_steps_per_epoch)
+    total_steps = max(1, epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps) if scheduler == "cosine" else None
+    # what a resumed run compares with the checkpoint's: the learning rates, weight decays and the schedule's length
+    hparams = {"groups": [(g["lr"], g["weight_decay"]) for g in opt.param_groups], "scheduler": scheduler,
+               "total_steps": total_steps}
+    shuffle_gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(rank_seed(seed + 1, rank))   # the shuffle is shared, the augmentation is not
+    return _FitRun(model, model, opt, sched, scaler, device, dp, shuffle_gen, aug_gen, steps_per_epoch, hparams, History())
+
+def _fit_resume(run: _FitRun, checkpoint: str, scheduler: str | None, groups: dict):
+    "Step 1, continued: restore `run` from `checkpoint` (model, optimiser, schedule, scaler, generators, random states, history)."
+    ck = load_checkpoint(checkpoint, needs=("model", "optimizer", "epoch", "history", "rng"))
+    if ck.get("world_size", 1) != run.world:
+        raise ValueError(f"the checkpoint {checkpoint} was written by a run on {ck.get('world_size', 1)} process(es), this "
+                         f"run has {run.world}: resume with the same number (each process has its own augmentation and "
+                         "dropout streams), or start a new run")
+    saved = ck.get("hparams")
+    if saved is not None and saved["scheduler"] != scheduler:
+        raise ValueError(f"scheduler={scheduler!r}, but the checkpoint {checkpoint} was written with "
+                         f"scheduler={saved['scheduler']!r}: resume with the same scheduler, or start a new run")
+    run.model.load_state_dict(ck["model"]); run.opt.load_state_dict(ck["optimizer"])
+    if run.sched is not None: run.sched.load_state_dict(ck["scheduler"])
+    if ck.get("scaler"): run.scaler.load_state_dict(ck["scaler"])
+    _resume_hyperparameters(run.opt, run.sched, parameter_groups(run.model, **groups), saved, run.hparams)
+    mine = ck["ranks"][run.rank] if run.world > 1 else ck            # this rank's own generators
+    run.shuffle_gen.set_state(ck["shuffle_gen"]); run.aug_gen.set_state(mine["aug_gen"])
+    run.history, run.start = History(ck["history"]), ck["epoch"]
+    _set_rng_state(mine["rng"], run.own_cuda)
+    run.saved = checkpoint                                  # it holds the last finite epoch
+
+def _fit_distribute(run: _FitRun):
+    "Step 1, last: several processes train through DistributedDataParallel, which averages the gradients during backward."
+    if run.dp is None: return
+    from torch.nn.parallel import DistributedDataParallel
+    ids = [run.device.index] if run.device.type == "cuda" else None
+    # every parameter that trains is used by every step: the cheaper find_unused_parameters=False
+    run.net = DistributedDataParallel(run.model, device_ids=ids, find_unused_parameters=False)
+
+# %% ../nbs/11_train.ipynb #fb523fba
+def _fit_epoch(run: _FitRun, train: Dataset, epoch: int, epochs: int, batch_size: int, loss_fn: Callable,
+               regularizer: Callable | None, augment: Callable | None, grad_clip: float | None, amp: str | None,
+               show_progress: bool, stop: Callable) -> dict:
+    "Step 2: one pass over `train`; the row's training numbers (loss, regulariser, accuracy for integer targets)."
+    run.net.train()
+    device, dp, opt, scaler = run.device, run.dp, run.opt, run.scaler
+    each_step = _check_each_step(device) and dp is None   # several ranks: decided together at the end of the epoch
+    sums = {"loss": _accumulator(device), "reg": _accumulator(device), "correct": _accumulator(device), "n": 0}
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)   # the first step with a non-finite loss, kept on the device
+    source = ((xb, yb, len(xb), None) for xb, yb in batches(train, batch_size, True, run.shuffle_gen)) if dp is None \
+             else _shard_batches(train, batch_size, run.shuffle_gen, dp)
+    bar = progress(source, total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                   disable=None if show_progress and run.rank == 0 else True)
+    for step, (xb, yb, n_b, weight) in enumerate(bar):
+        if step >= run.steps_per_epoch: break
+        xb, yb = xb.to(device), yb.to(device)
+        if augment is not None: xb = augment(xb, generator=run.aug_gen)
+        with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp), enabled=amp is not None):
+            out = run.net(xb)
+            loss = loss_fn(out, yb)
+            reg = regularizer(run.model) if regularizer is not None else torch.zeros((), device=device)
+        total = (loss if weight is None else loss * weight) + reg    # weight: this rank's share of the global batch mean
+        if each_step:        # on a CPU: stop before the step that would write NaNs into the weights
+            if not torch.isfinite(total.detach()).all():
+                raise stop(f"the training loss is not finite ({total.item()})", epoch, step + 1)
+        else:                # on a GPU: noted on the device, read once at the end of the epoch (no wait per step)
+            first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(total.detach()), step + 1)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        if grad_clip: scaler.unscale_(opt); nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
+        scaler.step(opt); scaler.update()
+        if run.sched is not None: run.sched.step()
+        acc = sums["loss"].dtype                          # float64 like the Python floats it replaces: the same numbers
+        sums["loss"] += loss.detach().to(acc) * n_b
+        sums["reg"] += torch.as_tensor(reg, device=device).detach().to(acc) * n_b
+        sums["n"] += n_b
+        if not yb.is_floating_point() and n_b: sums["correct"] += (out.argmax(-1) == yb).sum()
+        if step % 10 == 0 and not getattr(bar, "disable", True): bar.set_postfix(loss=f"{loss.item():.4f}")
+    if dp is not None:    # every rank's sums, exactly: counts, not averages of averages
+        both = all_reduce(torch.stack([sums["loss"], sums["reg"], sums["correct"].to(sums["loss"].dtype),
+                                       torch.tensor(float(sums["n"]), dtype=sums["loss"].dtype, device=device)]))
+        sums = {"loss": both[0], "reg": both[1], "correct": both[2], "n": int(both[3])}
+        never = run.steps_per_epoch + 1       # the earliest non-finite step of any rank, so that all ranks stop together
+        first_bad = all_reduce(torch.where(first_bad > 0, first_bad, torch.full_like(first_bad, never)), "min")
+        first_bad = torch.where(first_bad == never, torch.full_like(first_bad, -1), first_bad)
+    n_seen = max(sums["n"], 1)
+    if not each_step and (bad := int(first_bad)) > 0: raise stop("the training loss is not finite", epoch, bad)
+    if not _all_finite(run.model): raise stop("the weights are not finite (the loss still was)", epoch, None)
+    row = {"train_loss": sums["loss"].item() / n_seen, "reg_loss": sums["reg"].item() / n_seen}
+    if _integer_targets(train): row["train_accuracy"] = sums["correct"].item() / n_seen
+    return row
+
+# %% ../nbs/11_train.ipynb #ead6a49a
+def _fit_evaluation(run: _FitRun, valid, loss_fn: Callable, eval_batch_size: int) -> dict:
+    "Step 3: the model's own `training_metrics()` (when it has the method) and `valid_*` numbers (when there is `valid`)."
+    report = getattr(run.model, "training_metrics", None)
+    row = dict(report()) if callable(report) else {}   # e.g. the rows of a WSCNN's learned R_g: one read per epoch
+    if valid is not None:
+        ev = evaluate(run.model, valid, loss_fn, eval_batch_size, run.device) if run.dp is None else \
+             _evaluate_shards(run.model, valid, loss_fn, eval_batch_size, run.device, run.dp)
+        row.update({f"valid_{k}": v for k, v in ev.items()})
+    return row
+
+def _fit_checkpoint(run: _FitRun, checkpoint: str, epochs_done: int):
+    "Step 4: everything needed to continue after `epochs_done` epochs, written by rank 0 with every rank's generators."
+    own = {"aug_gen": run.aug_gen.get_state(), "rng": _rng_state(run.own_cuda)}
+    ranks = all_gather_objects(own) if run.dp is not None else None    # so that each rank resumes its own streams
+    if run.rank == 0:
+        save_checkpoint(checkpoint, model=run.model.state_dict(), optimizer=run.opt.state_dict(),
+                        scheduler=run.sched.state_dict() if run.sched is not None else None, epoch=epochs_done,
+                        history=list(run.history), shuffle_gen=run.shuffle_gen.get_state(), **own, hparams=run.hparams,
+                        scaler=run.scaler.state_dict(), world_size=run.world, ranks=ranks)
+    if run.dp is not None: barrier()     # no rank runs ahead of a checkpoint that is not on disk yet
+    run.saved = checkpoint
+
+# %% ../nbs/11_train.ipynb #b062dde8
 def fit(model: nn.Module,  # the model, trained in place
         train,  # a `Dataset` or a tuple (inputs, targets) of tensors
         valid=None,  # evaluated after every epoch (the same forms as `train`), or None
@@ -326,117 +412,23 @@ def fit(model: nn.Module,  # the model, trained in place
         distributed: bool | None = None,  # data-parallel over the processes torchrun started (None: when launched so; False: alone)
        ) -> History:  # one row of metrics per epoch
     "Train `model` on `train` with AdamW (`rep_lr` for the representation parameters); returns the per-epoch `History`. Data-parallel under torchrun."
-    if not isinstance(epochs, int) or epochs < 0: raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-    if scheduler not in (None, "cosine"): raise ValueError(f"scheduler must be None or 'cosine', got {scheduler!r}")
-    if resume and checkpoint is None: raise ValueError("resume=True needs a checkpoint path")
-    _check_fit_args(batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip, rep_weight_decay, amp)
+    _check_fit_args(epochs, batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip,
+                    rep_weight_decay, amp, scheduler, resume, checkpoint)
     train = _as_dataset(train)
     if len(train) == 0: raise ValueError("train is empty: nothing to train on")
-    dp = data_parallel(distributed, device)                 # None: this process trains alone
-    device = _rank_device(device, dp); rank, world = (dp.rank, dp.world_size) if dp else (0, 1)
-    if device.type == "cuda" and dp is not None: torch.cuda.set_device(device)
-    set_seed(rank_seed(seed, rank))                         # dropout masks differ between ranks; rank 0 draws what one process would
-    model.to(device)
-    opt = torch.optim.AdamW(parameter_groups(model, lr, rep_lr, weight_decay, rep_weight_decay), lr=lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")   # fp16 gradients underflow without loss scaling
-    steps_per_epoch = -(-len(train) // batch_size)
-    if max_steps_per_epoch is not None: steps_per_epoch = min(steps_per_epoch, max_steps_per_epoch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch)) if scheduler == "cosine" else None
-    # what a resumed run compares with the checkpoint's: the learning rates, weight decays and the schedule's length
-    hparams = {"groups": [(g["lr"], g["weight_decay"]) for g in opt.param_groups], "scheduler": scheduler,
-               "total_steps": max(1, epochs * steps_per_epoch)}
-    shuffle_gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator().manual_seed(rank_seed(seed + 1, rank))   # the shuffle is shared, the augmentation is not
-    own_cuda = device if dp is not None and device.type == "cuda" else None
-    history, start = History(), 0
-    if resume and os.path.exists(checkpoint):
-        ck = load_checkpoint(checkpoint, needs=("model", "optimizer", "epoch", "history", "rng"))
-        if ck.get("world_size", 1) != world:
-            raise ValueError(f"the checkpoint {checkpoint} was written by a run on {ck.get('world_size', 1)} process(es), this run has "
-                             f"{world}: resume with the same number (each process has its own augmentation and dropout streams), "
-                             "or start a new run")
-        saved = ck.get("hparams")
-        if saved is not None and saved["scheduler"] != scheduler:
-            raise ValueError(f"scheduler={scheduler!r}, but the checkpoint {checkpoint} was written with scheduler={saved['scheduler']!r}: "
-                             "resume with the same scheduler, or start a new run")
-        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
-        if sched is not None: sched.load_state_dict(ck["scheduler"])
-        if ck.get("scaler"): scaler.load_state_dict(ck["scaler"])
-        _resume_hyperparameters(opt, sched, parameter_groups(model, lr, rep_lr, weight_decay, rep_weight_decay), saved, hparams)
-        mine = ck["ranks"][rank] if world > 1 else ck            # this rank's own generators
-        shuffle_gen.set_state(ck["shuffle_gen"]); aug_gen.set_state(mine["aug_gen"])
-        history, start = History(ck["history"]), ck["epoch"]
-        _set_rng_state(mine["rng"], own_cuda)
-    net = model
-    if dp is not None:       # gradients averaged over the ranks during backward; every parameter that trains is used by every step
-        from torch.nn.parallel import DistributedDataParallel
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False)
-    each_step = _check_each_step(device) and dp is None   # several ranks: decided together at the end of the epoch (no rank left waiting)
-    saved = checkpoint if checkpoint is not None and start > 0 else None      # holds the last finite epoch, when there is one
-    stop = lambda what, epoch, step: NonFiniteLossError(_non_finite_message(what, epoch + 1, epochs, step, steps_per_epoch, saved,
-                                                                             lr, grad_clip, amp))
-    for epoch in range(start, epochs):
-        net.train(); t0 = time.time()
-        sums = {"loss": _accumulator(device), "reg": _accumulator(device), "correct": _accumulator(device), "n": 0}
-        first_bad = torch.full((), -1, dtype=torch.long, device=device)   # the first step with a non-finite loss, kept on the device
-        source = ((xb, yb, len(xb), None) for xb, yb in batches(train, batch_size, True, shuffle_gen)) if dp is None \
-                 else _shard_batches(train, batch_size, shuffle_gen, dp)
-        bar = progress(source, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                       disable=None if show_progress and rank == 0 else True)
-        for step, (xb, yb, n_b, weight) in enumerate(bar):
-            if step >= steps_per_epoch: break
-            xb, yb = xb.to(device), yb.to(device)
-            if augment is not None: xb = augment(xb, generator=aug_gen)
-            with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp), enabled=amp is not None):
-                out = net(xb)
-                loss = loss_fn(out, yb)
-                reg = regularizer(model) if regularizer is not None else torch.zeros((), device=device)
-            total = (loss if weight is None else loss * weight) + reg    # weight: this rank's share of the global batch mean
-            if each_step:        # on a CPU: stop before the step that would write NaNs into the weights
-                if not torch.isfinite(total.detach()).all(): raise stop(f"the training loss is not finite ({total.item()})", epoch, step + 1)
-            else:                # on a GPU: noted on the device, read once at the end of the epoch (no wait per step)
-                first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(total.detach()), step + 1)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            if grad_clip: scaler.unscale_(opt); nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(opt); scaler.update()
-            if sched is not None: sched.step()
-            # summed on the device: a .item() per step would make the CPU wait for the GPU at every step
-            acc = sums["loss"].dtype                          # float64 like the Python floats it replaces: the same numbers
-            sums["loss"] += loss.detach().to(acc) * n_b; sums["reg"] += torch.as_tensor(reg, device=device).detach().to(acc) * n_b
-            sums["n"] += n_b
-            if not yb.is_floating_point() and n_b: sums["correct"] += (out.argmax(-1) == yb).sum()
-            if step % 10 == 0 and not getattr(bar, "disable", True): bar.set_postfix(loss=f"{loss.item():.4f}")
-        if dp is not None:    # every rank's sums, exactly: counts, not averages of averages
-            both = _all_reduce(torch.stack([sums["loss"], sums["reg"], sums["correct"].to(sums["loss"].dtype),
-                                            torch.tensor(float(sums["n"]), dtype=sums["loss"].dtype, device=device)]))
-            sums = {"loss": both[0], "reg": both[1], "correct": both[2], "n": int(both[3])}
-            never = steps_per_epoch + 1       # the earliest non-finite step of any rank, so that all ranks stop together
-            first_bad = _all_reduce(torch.where(first_bad > 0, first_bad, torch.full_like(first_bad, never)), "min")
-            first_bad = torch.where(first_bad == never, torch.full_like(first_bad, -1), first_bad)
-        n_seen = max(sums["n"], 1)
-        if not each_step and (bad := int(first_bad)) > 0: raise stop("the training loss is not finite", epoch, bad)
-        if not _all_finite(model): raise stop("the weights are not finite (the loss still was)", epoch, None)
-        row = {"epoch": epoch + 1, "train_loss": sums["loss"].item() / n_seen, "reg_loss": sums["reg"].item() / n_seen}
-        if _integer_targets(train): row["train_accuracy"] = sums["correct"].item() / n_seen
-        if callable(getattr(model, "sinkhorn_error", None)) and count_parameters(model)["representations"]:
-            row["sinkhorn_error"] = model.sinkhorn_error()   # rows of the learned R_g: one read per epoch, also on a GPU
-        if valid is not None:
-            ev = evaluate(model, valid, loss_fn, eval_batch_size, device) if dp is None else \
-                 _evaluate_shards(model, valid, loss_fn, eval_batch_size, device, dp)
-            row.update({f"valid_{k}": v for k, v in ev.items()})
-        row["lr"] = opt.param_groups[0]["lr"]; row["seconds"] = time.time() - t0
-        history.append(row)
-        if checkpoint is not None:
-            own = {"aug_gen": aug_gen.get_state(), "rng": _rng_state(own_cuda)}
-            ranks = None
-            if dp is not None:        # rank 0 writes every rank's generators, so that each resumes its own streams
-                ranks = [None] * world; torch.distributed.all_gather_object(ranks, own)
-            if rank == 0:
-                save_checkpoint(checkpoint, model=model.state_dict(), optimizer=opt.state_dict(),
-                                scheduler=sched.state_dict() if sched is not None else None, epoch=epoch + 1,
-                                history=list(history), shuffle_gen=shuffle_gen.get_state(), **own, hparams=hparams,
-                                scaler=scaler.state_dict(), world_size=world, ranks=ranks)
-            if dp is not None: torch.distributed.barrier()     # no rank runs ahead of a checkpoint that is not on disk yet
-            saved = checkpoint
-    return history
+    groups = dict(lr=lr, rep_lr=rep_lr, weight_decay=weight_decay, rep_weight_decay=rep_weight_decay)
+    run = _fit_setup(model, train, epochs, batch_size, groups, scheduler, seed, device, max_steps_per_epoch, amp, distributed)
+    if resume and os.path.exists(checkpoint): _fit_resume(run, checkpoint, scheduler, groups)
+    _fit_distribute(run)
+    def stop(what, epoch, step):
+        return NonFiniteLossError(_non_finite_message(what, epoch + 1, epochs, step, run.steps_per_epoch, run.saved,
+                                                      lr, grad_clip, amp))
+    for epoch in range(run.start, epochs):
+        t0 = time.time()
+        row = {"epoch": epoch + 1, **_fit_epoch(run, train, epoch, epochs, batch_size, loss_fn, regularizer, augment,
+                                                grad_clip, amp, show_progress, stop)}
+        row.update(_fit_evaluation(run, valid, loss_fn, eval_batch_size))
+        row["lr"] = run.opt.param_groups[0]["lr"]; row["seconds"] = time.time() - t0
+        run.history.append(row)
+        if checkpoint is not None: _fit_checkpoint(run, checkpoint, epoch + 1)
+    return run.history

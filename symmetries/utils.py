@@ -4,11 +4,13 @@
 
 # %% ../nbs/01_utils.ipynb #89093d5f
 from __future__ import annotations
-import contextlib, os, random, warnings
+import contextlib, os, random
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from .checks import check_int
 
 # %% auto #0
 __all__ = ['default_device', 'model_device', 'set_seed', 'cpu_threads', 'resolve_config', 'progress', 'markdown_table']
@@ -28,19 +30,15 @@ def model_device(model: torch.nn.Module) -> torch.device:
 # %% ../nbs/01_utils.ipynb #d27fd9a0
 def set_seed(seed: int) -> torch.Generator:
     "Seed `random`, `numpy` and `torch` (all devices); returns a CPU `torch.Generator` seeded the same way."
-    if not isinstance(seed, int): raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = check_int(seed, "seed", 0, 2**32 - 1)      # NumPy takes seeds below 2**32
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
 # %% ../nbs/01_utils.ipynb #9dfdf720
 @contextlib.contextmanager
-def cpu_threads(n: int | None, device=None):
-    "Run the block with `n` intra-op CPU threads, then restore torch's setting (`n` None: leave it alone). `device` is deprecated and ignored."
-    if device is not None:
-        warnings.warn("cpu_threads(n, device): the device argument is ignored and will be removed; call cpu_threads(n)",
-                      DeprecationWarning, stacklevel=3)
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"n must be a positive int or None, got {n!r}")
+def cpu_threads(n: int | None):
+    "Run the block with `n` intra-op CPU threads, then restore torch's setting (`n` None: leave it alone)."
+    n = check_int(n, "n", allow_none=True)
     if n is None: yield; return
     old = torch.get_num_threads()
     torch.set_num_threads(n)

@@ -12,14 +12,15 @@ import torch.nn as nn
 
 from .data import mnist_variant, digit_augmentation, MNIST_VARIANTS
 from .models import CNN, GCNN, WSCNN, PAPER_INIT, ws_regularizer
-from .discovery import discover_kernel_symmetry, apply_symmetry, layer_c4_match
+from .analysis import c4_match
+from .discovery import discover_kernel_symmetry, apply_symmetry
 from .train import fit, count_parameters
 from .utils import default_device, cpu_threads, resolve_config
 
 # %% auto #0
-__all__ = ['CONFIGS', 'PAPER_CONFIG', 'FAST_CONFIG', 'MODEL_NAMES', 'PAPER_RESULTS', 'PAPER_TABLES', 'make_digit_model',
-           'starts_from_data', 'regularizer_for', 'discover_from_training_images', 'run_digits', 'run_rotated_digits',
-           'results_table', 'recorded_runs', 'summarize_runs']
+__all__ = ['CONFIGS', 'PAPER_CONFIG', 'FAST_CONFIG', 'MODEL_NAMES', 'PAPER_RESULTS', 'make_digit_model', 'starts_from_data',
+           'regularizer_for', 'discover_from_training_images', 'run_digits', 'results_table', 'recorded_runs',
+           'summarize_runs']
 
 # %% ../nbs/26_ws_mnist.ipynb #003c47ac
 _PROTOCOL = dict(kernel_size=5, batch_size=64, augment=True)
@@ -96,16 +97,9 @@ def run_digits(models=("cnn", "gcnn", "wscnn"), variant: str = "rotated", config
             out[name] = {"accuracy": acc, "history": hist, "model": model, "seconds": time.time() - t0,
                          "params": count_parameters(model), "config": cfg["label"], "variant": variant} if details else acc
             if details and isinstance(model, WSCNN):
-                out[name]["c4_match"] = [layer_c4_match(m) for m in model.ws_layers()]   # after training, lifting layer first
+                out[name]["c4_match"] = [c4_match(m) for m in model.ws_layers()]   # after training, lifting layer first
                 if starts_from_data(name): out[name]["discovered"] = found
     return out
-
-def run_rotated_digits(models=("cnn", "gcnn", "wscnn"), epochs: int | None = None, n_train: int | None = None, seed: int = 0,
-                       device=None, config: str | dict = "fast", variant: str = "rotated", **overrides) -> dict:
-    "Test accuracies {model: fraction} on rotated MNIST (`config` 'fast' by default; 'paper' for the full run)."
-    if epochs is not None: overrides["epochs"] = epochs
-    if n_train is not None: overrides["n_train"] = n_train
-    return run_digits(models, variant, config, seed=seed, device=device, **overrides)
 
 # %% ../nbs/26_ws_mnist.ipynb #6fcf5ad6
 PAPER_RESULTS = {
@@ -114,7 +108,6 @@ PAPER_RESULTS = {
     "partial90": {"gcnn": 98.84, "wscnn": 98.87}, "partial180": {"gcnn": 98.72, "wscnn": 99.25},     # Table 3
 }
 "Test accuracies (%) reported in the WSCNN paper (van der Linden et al., 2024): Table 1 (rotated and scaled MNIST) and Table 3 (partial rotations)."
-PAPER_TABLES = PAPER_RESULTS   # the former name, still imported by the main job
 
 def results_table(results: dict, variant: str, config_label: str) -> str:
     "Markdown rows: model | ours (config) | paper, for the accuracies `results` {model: fraction} of one `variant`."
@@ -138,16 +131,18 @@ def _mean_std(xs, scale=1.0):
     return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
 
 def summarize_runs(runs: list, variant: str, models=None) -> list[dict]:
-    "One row per model of `variant`: seeds, test accuracy (%) mean ± std, seconds, C4 match of the layers (mean over seeds)."
+    "One row per model of `variant`: seeds, test accuracy (%) mean ± std, seconds, the layers' `c4_match` scores (means over seeds)."
     rows = []
     for m in models or dict.fromkeys(r["model"] for r in runs if r["variant"] == variant):
         rs = [r for r in runs if r["variant"] == variant and r["model"] == m]
         if not rs: continue
-        lift = [r["c4_match"][0] for r in rs if r.get("c4_match")]
-        group = [min(l["every"] for l in r["c4_match"][1:]) for r in rs if r.get("c4_match") and len(r["c4_match"]) > 1]
-        avg = lambda xs: f"{statistics.mean(xs):.2f}" if xs else "–"
-        rows.append({"model": m, "seeds": len(rs), "test accuracy (%)": _mean_std([r["accuracy"] for r in rs], 100),
-                     "seconds": f"{statistics.mean(r['seconds'] for r in rs):.0f}",
-                     "C4, lifting": avg([l["every"] for l in lift]), "quarter turn": avg([l["quarter"] for l in lift]),
-                     "C4, group": avg(group)})
+        layers = [r["c4_match"] for r in rs if r.get("c4_match")]
+        def mean(key, group=False):     # the lifting layer's score, or the worst group layer's
+            xs = [min(l[key] for l in ls[1:]) if group else ls[0][key] for ls in layers if key in ls[0] and len(ls) > group]
+            return f"{statistics.mean(xs):.2f}" if xs else "–"
+        row = {"model": m, "seeds": len(rs), "test accuracy (%)": _mean_std([r["accuracy"] for r in rs], 100),
+               "seconds": f"{statistics.mean(r['seconds'] for r in rs):.0f}"}
+        if any("C4" in ls[0] for ls in layers): row.update({"C4, lifting": mean("C4"), "C4, group": mean("C4", True)})
+        rows.append({**row, "each R_g a rotation, lifting": mean("each_rotation"), "quarter turn": mean("quarter_turn"),
+                     "each R_g a rotation, group": mean("each_rotation", True)})
     return rows

@@ -67,7 +67,7 @@ def run_toy(toy: ToyData, shape: tuple, epochs: int = 30, n_test: int = 512, lr:
     res = {"mode": mode, "rep_error": rep_error(R, toy.elements), "fit_error_max": fit_.error.max().item(),
            "fit_error_mean": fit_.error.mean().item(), "dominant": fit_.dominant.tolist(),
            "recovered": recovers_group(R, toy.elements),
-           "accuracy_or_mse": hist.last["valid_accuracy"] if mode == "invariant" else hist.last["valid_loss"],
+           "test_metric": hist.last["valid_accuracy"] if mode == "invariant" else hist.last["valid_loss"],
            "metric": "test accuracy" if mode == "invariant" else "test MSE (targets have unit variance)",
            "seconds": seconds, "epochs": epochs, "n_train": len(train[0]), "model": model, "history": hist, "R": R}
     if reference is not None:       # a larger set of elements, e.g. the whole group for a partial toy
@@ -97,7 +97,7 @@ def _toy_config(config: str | dict, **overrides) -> dict:
 # %% ../nbs/24_ws_toys.ipynb #03d6d040
 def run_shift_toy(mode: str = "equivariant", partial: bool = False, n: int = 12, config: str | dict = "fast", epochs: int | None = None,
                   n_samples: int | None = None, n_test: int | None = None, seed: int = 0, device=None, **kwargs) -> dict:
-    "The 1D cyclic-shift toy at `config` (`partial`: data and model use only the first n//2 shifts); returns rep_error, accuracy_or_mse, ..."
+    "The 1D cyclic-shift toy at `config` (`partial`: data and model use only the first n//2 shifts); returns rep_error, test_metric, ..."
     cfg = _toy_config(config, epochs=epochs, n_samples=n_samples, n_test=n_test)
     toy = shift_toy(n, mode, partial=partial, n_samples=cfg["n_samples"] + cfg["n_test"], n_channels=n, noise=0.3, seed=seed)
     return {**run_toy(toy, (n,), epochs=cfg["epochs"], n_test=cfg["n_test"], seed=seed, device=device, **kwargs), "config": cfg["name"]}

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
 
-from symmetries import analysis, data, groups, layers, meta, models, sharing, sinkhorn, tasks, train, utils
-from symmetries import msr_synthetic, ws_cifar, ws_mnist, ws_toys, reproduce, discovery
+from symmetries import analysis, data, groups, layers, meta, meta_models, models, sharing, sinkhorn, tasks, train, utils
+from symmetries import msr_synthetic, ws_cifar, ws_mnist, ws_toys, experiments, reproduce, discovery
 
 CPU = torch.device("cpu")
 CONSTRUCTORS = _device_constructors()
@@ -204,7 +204,7 @@ META_CASES = [("maml_fc", "rank1", {}), ("maml_lc", "rank2", {}), ("maml_conv", 
 @pytest.mark.parametrize("name,problem,kw", META_CASES, ids=[c[0] for c in META_CASES])
 def test_meta(name, problem, kw):
     ts = small_tasks(problem)
-    learner = on_cpu(lambda: meta.MSRMAML(meta.make_meta_model(name, ts, **kw), lr=0.1))
+    learner = on_cpu(lambda: meta.MSRMAML(meta_models.make_meta_model(name, ts, **kw), lr=0.1))
     batch = ts.sample(2, generator=torch.Generator().manual_seed(1))
     q = meta.query_losses_batched(learner, batch, steps=2)
     assert_cpu(q, meta.query_losses_l2l(learner, batch))
@@ -274,11 +274,11 @@ def test_discovery():
     # the search runs on the CPU (numpy and scipy) whatever the default device; the model keeps its own device
     x = data.rotate_images(on_cpu(torch.rand, 40, 1, 10, 10), on_cpu(torch.rand, 40) * 360)
     found = discovery.discover_kernel_symmetry(x, kernel_size=3, group_size=4, tries=2, min_std=0.0)
-    assert found.matrices().device == CPU and found.group_matrices().device == CPU
+    assert found.matrices().device == CPU and found.group_layer_matrices().device == CPU
     model = on_cpu(models.WSCNN, hidden_channels=2, num_hidden=1, kernel_size=3)
     discovery.apply_symmetry(model, found)
     assert all(p.device == CPU for p in model.parameters())
-    assert set(discovery.layer_c4_match(model.lift)) == {"every", "quarter"}
+    assert set(analysis.c4_match(model.lift)) == {"C4", "quarter_turn", "each_rotation"}
 
 
 def test_run_cifar(monkeypatch):
@@ -306,7 +306,7 @@ def test_reproduce_tiny(tmp_path, only):
     c for c in META_CASES], ids=[c[0] for c in META_CASES])
 def test_batch_follows_the_model(name, problem, kw):
     ts = small_tasks(problem)
-    learner = on_cpu(lambda: meta.MSRMAML(meta.make_meta_model(name, ts, **kw), lr=0.1)).to("meta")
+    learner = on_cpu(lambda: meta.MSRMAML(meta_models.make_meta_model(name, ts, **kw), lr=0.1)).to("meta")
     batch = ts.sample(2, generator=torch.Generator().manual_seed(1))             # on the CPU
     q = meta.query_losses_batched(learner, batch, steps=2)
     assert q.device.type == "meta"
@@ -339,7 +339,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: scr
 @pytest.mark.parametrize("name,problem,kw", META_CASES, ids=[c[0] for c in META_CASES])
 def test_cuda_meta(name, problem, kw):
     ts = small_tasks(problem)
-    learner = meta.MSRMAML(meta.make_meta_model(name, ts, **kw), lr=0.1)
+    learner = meta.MSRMAML(meta_models.make_meta_model(name, ts, **kw), lr=0.1)
     hist = meta.meta_train(learner, ts, outer_steps=3, meta_batch=2, device="cuda", decay_from=0.5)
     assert all(math.isfinite(v) for v in hist["loss"])
     batch = ts.sample(2)                                                   # CPU batch, CUDA learner
@@ -368,7 +368,7 @@ def test_cuda_runners(tmp_path):
     ws_mnist.run_digits(("cnn", "gcnn", "wscnn"), "rotated", "fast", device="cuda", source="sklearn", size=8, n_train=16,
                         n_test=8, epochs=1, hidden=2, num_hidden=1, kernel_size=3)
     res = reproduce.reproduce(tmp_path, budget="tiny", device="cuda", quiet=True)
-    assert set(reproduce.EXPERIMENTS) <= set(res)
+    assert set(experiments.EXPERIMENTS) <= set(res)
 
 
 def test_gpu_check_script(tmp_path):

@@ -13,9 +13,11 @@ from conftest import ROOT, run
 WORKER = textwrap.dedent('''
     import json, os, sys
     import torch, torch.nn as nn, torch.distributed as dist
-    from symmetries.train import fit, data_parallel, load_checkpoint
+    from symmetries.distributed import data_parallel
+    from symmetries.train import fit, load_checkpoint
     from symmetries.models import WSCNN, GCNN, ws_regularizer
-    from symmetries.meta import MSRMAML, make_meta_model, meta_train
+    from symmetries.meta import MSRMAML, meta_train
+    from symmetries.meta_models import make_meta_model
     from symmetries.tasks import make_tasks
 
     out, report = sys.argv[1], {}
@@ -142,7 +144,8 @@ def test_meta_train_two_ranks_equals_one_process(reports):
 
 def test_one_process_never_sets_up_torch_distributed(monkeypatch):
     import torch, torch.distributed as dist
-    from symmetries.train import data_parallel, fit
+    from symmetries.distributed import data_parallel
+    from symmetries.train import fit
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"): monkeypatch.delenv(var, raising=False)
     assert data_parallel() is None and data_parallel(False) is None
     with pytest.raises(ValueError, match="launch with torchrun"): fit(torch.nn.Linear(3, 2), (torch.randn(4, 3), torch.arange(4) % 2),
