@@ -13,10 +13,11 @@ PORT ?= 8000
 BENCH_DEVICE ?=
 BENCH_ARGS ?=
 
-.PHONY: help setup browser test reproduce bench docs serve notebooks export clean
+.PHONY: help setup browser test lint reproduce bench docs serve notebooks export clean
 help:
 	@echo "make reproduce  # the main job: headline experiments at the fast default, results/ (ARGS='--full' etc.)"
 	@echo "make test       # every notebook under nbdev_test + the pytest suite (install, doc site, browser)"
+	@echo "make lint       # ruff on the library, scripts, benchmarks and studies (make test runs it too)"
 	@echo "make setup      # only the set-up: .venv with torch, nbdev 2 stack, learn2learn 0.2.0, symmetries -e"
 	@echo "make browser    # only chromium + chromedriver for the doc-site test (make test runs it; never fails)"
 	@echo "make bench      # the timing benchmarks bench/bench_*.py -> bench/results/ (minutes; BENCH_DEVICE=cuda on a GPU)"
@@ -35,6 +36,9 @@ browser:
 
 test: setup browser
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup tests
+
+lint: setup
+	$(PY) -m ruff check .
 
 reproduce: setup
 	$(BIN)/symmetries_reproduce $(ARGS)

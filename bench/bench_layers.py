@@ -1,7 +1,7 @@
 """Benchmark of the weight-sharing layers (symmetries.layers) against the floor: a plain convolution whose expanded
 kernel (and bias) are already built, so the floor pays for the convolution only.
 
-    python bench/bench_layers.py            # full run (a few minutes on 2 cores), writes bench/results/layers.json + PNGs
+    python bench/bench_layers.py            # full run (minutes on 2 cores): bench/results/layers.json + PNGs
     python bench/bench_layers.py --quick    # smoke run (fewer repeats, smaller sweep)
 
 Forward + backward on the CPU at the paper's MNIST shapes (batch 64, width 32, |G| 4, kernel 5, 28×28; the group layer
@@ -61,7 +61,8 @@ def sharp_logits(layer, seed=0, scale=8.0, noise=1.0):
     "Trained regime: logits near random permutations (sharp, so Sinkhorn needs all its iterations)."
     g = torch.Generator().manual_seed(seed)
     G, d = layer.group_size, layer.d
-    perms = torch.stack([torch.eye(d)] + [torch.eye(d)[torch.randperm(d, generator=g)] for _ in range(G - 1)]).to(DEVICE)
+    shuffled = [torch.eye(d)[torch.randperm(d, generator=g)] for _ in range(G - 1)]
+    perms = torch.stack([torch.eye(d)] + shuffled).to(DEVICE)
     torch.manual_seed(seed)
     set_representation_logits(layer, perms, scale=scale, noise=noise)
 
@@ -131,7 +132,7 @@ def inference_case(layer, x):
 
 
 def kernel_overhead(layers):
-    "Forward+backward of the layers' kernel construction alone (Sinkhorn, expansion, bias): what ours adds to the floor."
+    "Forward+backward of the kernel construction alone (Sinkhorn, expansion, bias): what ours adds to the floor."
     with torch.no_grad():
         gW = [torch.randn_like(l.kernel()) for l in layers]
         gb = [torch.randn_like(l.kernel_bias()) for l in layers]
@@ -149,7 +150,8 @@ def network_case(model, x, y):
     with torch.no_grad():
         Ws = [l.kernel().detach().clone().requires_grad_() for l in layers]
         bs = [l.kernel_bias().detach().clone().requires_grad_() for l in layers]
-    head_w = model.head.weight.detach().clone().requires_grad_(); head_b = model.head.bias.detach().clone().requires_grad_()
+    head_w = model.head.weight.detach().clone().requires_grad_()
+    head_b = model.head.bias.detach().clone().requires_grad_()
     params = list(model.parameters()); fparams = Ws + bs + [head_w, head_b]
     G, O = model.lift.group_size, model.lift.out_channels
 
@@ -245,14 +247,18 @@ def plot_sweep(sweep, path):
     for k in sorted({s["k"] for s in sweep}):
         rs = [s for s in sweep if s["k"] == k]
         axs[0].plot([s["G"] for s in rs], [s["ratio"] for s in rs], "o-", label=f"kernel {k}")
-        axs[0].plot([s["G"] for s in rs], [s["est_ratio"] for s in rs], ":", color=axs[0].lines[-1].get_color(), alpha=0.7)
+        axs[0].plot([s["G"] for s in rs], [s["est_ratio"] for s in rs], ":", color=axs[0].lines[-1].get_color(),
+                    alpha=0.7)
         axs[1].plot([s["G"] for s in rs], [s["ours_ms"] for s in rs], "o-", label=f"WS, kernel {k}")
-        axs[1].plot([s["G"] for s in rs], [s["floor_ms"] for s in rs], "x--", color=axs[1].lines[-1].get_color(), alpha=0.6)
+        axs[1].plot([s["G"] for s in rs], [s["floor_ms"] for s in rs], "x--", color=axs[1].lines[-1].get_color(),
+                    alpha=0.6)
     for ax in axs: ax.set_xscale("log", base=2); ax.set_xlabel("|G|"); ax.legend(fontsize=8)
     axs[0].axhline(1.0, color="k", lw=0.6); axs[0].set_ylabel("time / floor")
     axs[0].set_title("forward+backward ratio (dotted: 1 + kernel cost / floor)", fontsize=9)
-    axs[1].set_yscale("log"); axs[1].set_ylabel("ms per forward+backward"); axs[1].set_title("o: WS layer, x: floor", fontsize=9)
-    fig.suptitle("Weight-sharing group layer vs prebuilt-kernel convolution (batch 8, width 16, 20×20, sharp logits)", fontsize=10)
+    axs[1].set_yscale("log"); axs[1].set_ylabel("ms per forward+backward")
+    axs[1].set_title("o: WS layer, x: floor", fontsize=9)
+    fig.suptitle("Weight-sharing group layer vs prebuilt-kernel convolution (batch 8, width 16, 20×20, sharp logits)",
+                 fontsize=10)
     fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)
 
 
@@ -262,16 +268,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short smoke run")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: stable on a shared 2-core machine)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: stable on a shared 2-core machine)")
     ap.add_argument("--clock", choices=["cpu", "wall"], default=None,
-                    help="cpu: process CPU time (CPU default; other jobs on the shared cores do not count), wall: perf_counter "
-                         "(always on cuda, with a synchronisation around each block)")
-    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per comparison (default 11, 3 with --quick)")
+                    help="cpu: process CPU time (CPU default; other jobs on the shared cores do not count), wall: "
+                         "perf_counter (always on cuda, with a synchronisation around each block)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="interleaved rounds per comparison (default 11, 3 with --quick)")
     ap.add_argument("--authors", default=None, metavar="PATH",
                     help="a checkout of github.com/computri/learnable-weight-sharing: time the authors' layers too")
     ap.add_argument("--only", nargs="*", default=None,
-                    choices=["lifting", "group", "lifting256", "group256", "frozen", "inference", "g8k7", "wscnn", "memory",
-                             "sweep"], help="run only these cases")
+                    choices=["lifting", "group", "lifting256", "group256", "frozen", "inference", "g8k7", "wscnn",
+                             "memory", "sweep"], help="run only these cases")
     ap.add_argument("--out", default=None, help="JSON output (default bench/results/layers[_cuda].json)")
     ap.add_argument("--replot", action="store_true", help="only redraw the sweep PNG from the JSON at --out")
     ap.add_argument("--mem-child", nargs=6, help=argparse.SUPPRESS)
@@ -292,12 +300,13 @@ def main():
     rounds = a.rounds or (3 if a.quick else 11)
     B = 16 if a.quick else 64             # --quick: a quarter of the paper's batch, only to check that everything runs
     torch.manual_seed(0)
-    res = {"meta": {"torch": torch.__version__, "device": str(DEVICE), "device_name": device_name(DEVICE), "threads": a.threads,
-                    "clock": clock, "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-                    "quick": a.quick, "authors": bool(a.authors),
+    res = {"meta": {"torch": torch.__version__, "device": str(DEVICE), "device_name": device_name(DEVICE),
+                    "threads": a.threads, "clock": clock, "python": platform.python_version(),
+                    "machine": platform.machine(), "cpus": os.cpu_count(), "quick": a.quick, "authors": bool(a.authors),
                     "method": "forward+backward, median over interleaved rounds of (variant / floor) per round"}}
     rows = []
-    print(f"device: {res['meta']['device_name']} ({DEVICE}), torch {torch.__version__}, {a.threads} thread(s), {clock} clock",
+    print(f"device: {res['meta']['device_name']} ({DEVICE}), torch {torch.__version__}, {a.threads} thread(s), "
+          f"{clock} clock",
           flush=True)
 
     def report(name, r, target=None):
@@ -315,23 +324,26 @@ def main():
         print("\n".join(rows[n0:]), flush=True)
 
     want = lambda case: a.only is None or case in a.only
-    # the issue's cases: at initialisation (logits uniform in [0, 1), the paper's init) and, for |G| 8 / k 7, sharp logits
+    # the cases: at initialisation (logits uniform in [0, 1), the paper's init) and, for |G| 8 / k 7, sharp logits
     for case, batch in (("lifting", B), ("lifting256", 256)):
         if want(case) and not (a.quick and batch == 256):
             torch.manual_seed(0); lift = WSLiftConv2d(1, 32, 5, 4)
-            report(f"lifting ({batch},1,28,28) G4 k5 init", compare(layer_case(lift, torch.randn(batch, 1, 28, 28), False), rounds),
+            report(f"lifting ({batch},1,28,28) G4 k5 init",
+                   compare(layer_case(lift, torch.randn(batch, 1, 28, 28), False), rounds),
                    1.15 if batch == 64 else 1.2)
     for case, batch in (("group", B), ("group256", 256)):
         if want(case) and not (a.quick and batch == 256):
             torch.manual_seed(0); gc = WSGroupConv2d(32, 32, 5, 4)
-            report(f"group ({batch},32,4,24,24) G4 k5 init", compare(layer_case(gc, torch.randn(batch, 32, 4, 24, 24), True), rounds),
+            report(f"group ({batch},32,4,24,24) G4 k5 init",
+                   compare(layer_case(gc, torch.randn(batch, 32, 4, 24, 24), True), rounds),
                    1.05 if batch == 64 else 1.2)
 
     torch.manual_seed(0); gc = WSGroupConv2d(32, 32, 5, 4).to(DEVICE); sharp_logits(gc)
     if want("frozen"):    # frozen group layer
         frozen = gc.freeze()
         xg = torch.randn(B, 32, 4, 24, 24, device=DEVICE, requires_grad=True)
-        with torch.no_grad(): Wf, bf = frozen.weight.detach().clone().requires_grad_(), frozen.bias.detach().clone().requires_grad_()
+        with torch.no_grad():
+            Wf, bf = frozen.weight.detach().clone().requires_grad_(), frozen.bias.detach().clone().requires_grad_()
         gy = torch.randn(B, 32, 4, 20, 20, device=DEVICE)
         def fr():
             frozen.weight.grad = frozen.bias.grad = xg.grad = None; frozen(xg).backward(gy)
@@ -340,11 +352,13 @@ def main():
         report("frozen group layer", compare({"ours": fr, "floor": ff}, rounds), 1.02)
 
     if want("inference"): # eval mode, no_grad: the cached kernel, no Sinkhorn, no expansion
-        report(f"inference: group ({B},32,4,24,24) eval", compare(inference_case(gc, torch.randn(B, 32, 4, 24, 24)), rounds), 1.02)
+        report(f"inference: group ({B},32,4,24,24) eval",
+               compare(inference_case(gc, torch.randn(B, 32, 4, 24, 24)), rounds), 1.02)
 
     if want("g8k7"):      # trained regime: |G| 8, kernel 7, batch 16, 20 Sinkhorn iterations on sharp logits
         torch.manual_seed(0); g8 = WSGroupConv2d(32, 32, 7, 8).to(DEVICE); sharp_logits(g8)
-        report("group (16,32,8,24,24) G8 k7 sharp", compare(layer_case(g8, torch.randn(16, 32, 8, 24, 24), True), rounds), 1.15)
+        report("group (16,32,8,24,24) G8 k7 sharp",
+               compare(layer_case(g8, torch.randn(16, 32, 8, 24, 24), True), rounds), 1.15)
 
     if want("wscnn"):     # whole WSCNN (lifting + 4 group layers, width 32) vs the same network on prebuilt kernels
         torch.manual_seed(1)
@@ -357,7 +371,8 @@ def main():
         mem = peak_memory(4, 5, B, 32, 24, 1 if a.quick else 3)
         mem["target"] = 1.15
         res["group layer peak memory"] = mem
-        rows.append(f"{'group layer peak memory':<38} {'ours':<10} {mem['ratio']:6.3f}x  (floor {mem['floor']:8.1f} MiB)  target <= 1.15"
+        rows.append(f"{'group layer peak memory':<38} {'ours':<10} {mem['ratio']:6.3f}x  (floor {mem['floor']:8.1f} "
+                    f"MiB)  target <= 1.15"
                     + ("  ok" if mem["ratio"] <= 1.15 else "  MISSED"))
         print(rows[-1], flush=True)
 
@@ -372,7 +387,8 @@ def main():
                 r = compare({"ours": fns["ours"], "floor": fns["floor"]}, 5 if not a.quick else 3, min_block_s=0.15)
                 sweep.append(dict(G=G, k=k, d=G * k * k, ratio=r["ours"]["ratio"], est_ratio=r["ours"]["est_ratio"],
                                   ours_ms=r["ours"]["median_s"] * 1e3, floor_ms=r["floor"]["median_s"] * 1e3))
-                print(f"sweep G={G:<2} k={k}  d={G * k * k:<4} ratio {sweep[-1]['ratio']:.3f}  est {sweep[-1]['est_ratio']:.3f}"
+                print(f"sweep G={G:<2} k={k}  d={G * k * k:<4} ratio {sweep[-1]['ratio']:.3f}  est "
+                      f"{sweep[-1]['est_ratio']:.3f}"
                       f"  floor {sweep[-1]['floor_ms']:.1f} ms", flush=True)
         res["sweep"] = {"shape": "group layer, batch 8, width 16, 20x20 maps, sharp logits", "rows": sweep}
 

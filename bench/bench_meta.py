@@ -1,4 +1,4 @@
-"""Meta-training speed of MSR-FC on the rank-1 synthetic problem: batched-over-tasks path vs learn2learn's per-task loop.
+"""Meta-training speed of MSR-FC on the rank-1 synthetic problem: batched over tasks vs learn2learn's per-task loop.
 
     .venv/bin/python bench/bench_meta.py            # 300 timed outer steps (batched), 30 (learn2learn loop)
     .venv/bin/python bench/bench_meta.py --quick    # a few seconds: 40 / 5 steps
@@ -44,8 +44,10 @@ def time_path(batched: bool, steps: int, warmup: int, meta_batch: int, problem: 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a few seconds instead of about a minute")
-    p.add_argument("--steps", type=int, default=None, help="timed outer steps of the batched path (default 300, quick 40)")
-    p.add_argument("--loop-steps", type=int, default=None, help="timed outer steps of the learn2learn loop (default 30, quick 5)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed outer steps of the batched path (default 300, quick 40)")
+    p.add_argument("--loop-steps", type=int, default=None,
+                   help="timed outer steps of the learn2learn loop (default 30, quick 5)")
     p.add_argument("--meta-batch", type=int, default=32)
     p.add_argument("--problem", default="rank1", choices=["rank1", "rank2", "rank5"])
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, what meta_train uses)")
@@ -57,14 +59,15 @@ def main():
         rows = [time_path(True, steps, 10 if a.quick else 30, a.meta_batch, a.problem),
                 time_path(False, loop_steps, 2, a.meta_batch, a.problem)]
     speedup = rows[1]["ms_per_step"] / rows[0]["ms_per_step"]
-    print(f"MSR-FC on {a.problem}, {a.meta_batch} tasks per outer step, {a.threads} CPU thread(s), {os.cpu_count()} cores")
+    print(f"MSR-FC on {a.problem}, {a.meta_batch} tasks per outer step, {a.threads} CPU thread(s), "
+          f"{os.cpu_count()} cores")
     print(f"{'path':<18}{'ms/step':>10}{'tasks/s':>10}")
     for r in rows: print(f"{r['path']:<18}{r['ms_per_step']:>10.2f}{r['tasks_per_s']:>10.0f}")
     print(f"batched / learn2learn loop speed-up: {speedup:.1f}x  (target >= 3,000 tasks/s batched)")
     out = Path(a.out or Path(__file__).parent / "results" / ("meta_quick.json" if a.quick else "meta.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = {"benchmark": "msr_fc meta-training speed", "problem": a.problem, "threads": a.threads, "cpu_count": os.cpu_count(),
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    info = {"benchmark": "msr_fc meta-training speed", "problem": a.problem, "threads": a.threads,
+            "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
             "command": " ".join([Path(sys.executable).name] + sys.argv), "results": rows, "speedup": speedup,
             "target_tasks_per_s": 3000}

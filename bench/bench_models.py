@@ -1,7 +1,7 @@
 """Whole training steps of the MNIST networks (CNN, GCNN, WSCNN), side by side in one process, and the number of aten
 operations one step dispatches.
 
-    python bench/bench_models.py                    # CPU, paper sizes (batch 64, width 32), writes bench/results/models.json
+    python bench/bench_models.py                    # CPU, paper sizes -> bench/results/models.json
     python bench/bench_models.py --device cuda      # the same on a GPU: bench/results/models_cuda.json
     python bench/bench_models.py --quick            # smoke run (batch 8, width 8, few rounds)
 
@@ -100,7 +100,8 @@ def main():
     res["ops_per_step"] = {"shape": "width 8, batch 8, CPU, one AdamW training step", **counts,
                            "ratio_init": counts["wscnn init"] / counts["gcnn"],
                            "ratio_trained": counts["wscnn trained"] / counts["gcnn"], "target_ratio": 3.0}
-    for k, v in counts.items(): print(f"aten ops per training step  {k:<14} {v:5d}  ({v / counts['gcnn']:.2f}x GCNN)", flush=True)
+    for k, v in counts.items():
+        print(f"aten ops per training step  {k:<14} {v:5d}  ({v / counts['gcnn']:.2f}x GCNN)", flush=True)
 
     # timing at the paper's sizes
     x, y = torch.randn(B, 1, 28, 28, device=device), torch.randint(0, 10, (B,), device=device)

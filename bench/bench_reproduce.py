@@ -30,7 +30,8 @@ def main(argv=None):
     total = time.time() - t0
     record = {"command": f"python bench/bench_reproduce.py --budget {a.budget} --device {a.device}",
               "date": datetime.date.today().isoformat(), "budget": a.budget, "device": a.device,
-              "machine": f"{device_name(torch.device(a.device))}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+              "machine": f"{device_name(torch.device(a.device))}, {os.cpu_count()} cores, "
+                         f"{torch.get_num_threads()} torch threads",
               "torch": torch.__version__, "python": platform.python_version(), "symmetries": __version__,
               "load_average_before": [round(x, 2) for x in load_before],
               "load_average_after": [round(x, 2) for x in os.getloadavg()],

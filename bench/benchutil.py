@@ -7,7 +7,7 @@ _MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2 ** 31), "MALLOC_TRIM_THRESHOLD_": str
 
 
 def reexec_with_malloc_settings():
-    "Re-execute the script with glibc's mmap/trim thresholds set high (else every fresh 10-20 MB activation page-faults)."
+    "Re-execute the script with glibc's mmap/trim thresholds set high (else fresh 10-20 MB activations page-fault)."
     if any(os.environ.get(k) != v for k, v in _MALLOC.items()):
         os.environ.update(_MALLOC)
         os.execv(sys.executable, [sys.executable] + sys.argv)

@@ -1,7 +1,7 @@
 """Build the doc site into docs/ from the notebooks, offline.
 
     python scripts/build_docs.py            # docs/ (what `make docs` runs)
-    python scripts/build_docs.py --serve    # serve docs/ at http://127.0.0.1:8000/ (what `make serve` runs after a build)
+    python scripts/build_docs.py --serve    # serve docs/ at http://127.0.0.1:8000/ (`make serve` runs it after a build)
     python scripts/build_docs.py --readme   # only regenerate README.md from nbs/index.ipynb
 
 The pages open from file:// too, but there the browser refuses the search index (search.json) to a script, so search
@@ -127,8 +127,10 @@ def serve(doc_path, port, host="127.0.0.1"):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--readme", action="store_true", help="only write README.md from nbs/index.ipynb")
-    ap.add_argument("--check-readme", action="store_true", help="only check that README.md is up to date (exit 1 if not)")
-    ap.add_argument("--serve", action="store_true", help="serve docs/ over HTTP (search needs it); builds it first if it is missing")
+    ap.add_argument("--check-readme", action="store_true",
+                    help="only check that README.md is up to date (exit 1 if not)")
+    ap.add_argument("--serve", action="store_true",
+                    help="serve docs/ over HTTP (search needs it); builds it first if it is missing")
     ap.add_argument("--port", type=int, default=8000, help="port for --serve (default 8000; 0 picks a free one)")
     a = ap.parse_args()
     cfg = get_config(path=ROOT)
@@ -139,7 +141,8 @@ def main():
         return
     if a.check_readme:
         ok = (cfg.config_path / "README.md").read_text() == build_readme(nbs_path)
-        print("README.md is up to date" if ok else "README.md differs from nbs/index.ipynb: run `python scripts/build_docs.py --readme`")
+        print("README.md is up to date" if ok else "README.md differs from nbs/index.ipynb: run `python "
+                                                   "scripts/build_docs.py --readme`")
         sys.exit(0 if ok else 1)
     if a.readme:
         (cfg.config_path / "README.md").write_text(build_readme(nbs_path))

