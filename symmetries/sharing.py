@@ -93,7 +93,7 @@ def sharing_labels(g_out, g_in) -> torch.Tensor:
     return orbits(pair_perms)
 
 def group_sharing_matrix(g_out, g_in, dtype: torch.dtype = torch.float32, sparse: bool = False) -> torch.Tensor:
-    "U (m*n, k): one column per orbit of G on (output, input) pairs; `(U @ v).reshape(m, n)` is equivariant."
+    "`U` `(m*n, k)`: one column per orbit of G on (output, input) pairs; `(U @ v).reshape(m, n)` is equivariant."
     labels = sharing_labels(g_out, g_in)
     k = int(labels.max()) + 1
     if sparse:   # for big layers: U has one non-zero per row

@@ -129,7 +129,7 @@ class SyntheticTasks1D(_TaskSet):
 
 # %% ../nbs/09_tasks.ipynb #19281af7
 def group_filter_bank(psi: torch.Tensor, group: Group) -> torch.Tensor:
-    "Transformed copies (C*|G|, k, k) of base filters `psi` (C, k, k): channel `c*|G| + g` holds `g · psi[c]`."
+    "Transformed copies `(C*|G|, k, k)` of base filters `psi` (C, k, k): channel `c*|G| + g` holds `g · psi[c]`."
     if psi.ndim != 3 or psi.shape[-1] != psi.shape[-2] or psi.shape[-1] ** 2 != group.n:
         raise ValueError(f"psi must have shape (C, k, k) with k*k = {group.n} (the group's points), "
                          f"got {tuple(psi.shape)}")
@@ -140,7 +140,7 @@ def group_filter_bank(psi: torch.Tensor, group: Group) -> torch.Tensor:
     return out.reshape(C * group.order, k, k)
 
 def lifting_conv2d(x: torch.Tensor, psi: torch.Tensor, group: Group) -> torch.Tensor:
-    "Lifting group correlation of images `x` (N, 1, H, W) with filters `psi` (C, k, k): (N, C*|G|, H', W')."
+    "Lifting group correlation of images `x` (N, 1, H, W) with filters `psi` (C, k, k): `(N, C*|G|, H', W')`."
     if x.ndim != 4 or x.shape[1] != 1: raise ValueError(f"x must have shape (N, 1, H, W), got {tuple(x.shape)}")
     return F.conv2d(x, group_filter_bank(psi, group)[:, None])
 
