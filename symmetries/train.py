@@ -341,12 +341,14 @@ def _fit_epoch(run: _FitRun, train: Dataset, epoch: int, epochs: int, batch_size
         if step >= run.steps_per_epoch: break
         xb, yb = xb.to(device), yb.to(device)
         if augment is not None: xb = augment(xb, generator=run.aug_gen)
-        with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp), enabled=amp is not None):
-            out = run.net(xb)
-            loss = loss_fn(out, yb)
-            reg = regularizer(run.model) if regularizer is not None else torch.zeros((), device=device)
-        # weight: this rank's share of the global batch mean
-        total = (loss if weight is None else loss * weight) + reg
+        # a graph whatever the caller's grad mode (a notebook may have switched gradients off for its value checks)
+        with torch.enable_grad():
+            with torch.autocast(device.type, dtype=AMP_DTYPES.get(amp), enabled=amp is not None):
+                out = run.net(xb)
+                loss = loss_fn(out, yb)
+                reg = regularizer(run.model) if regularizer is not None else torch.zeros((), device=device)
+            # weight: this rank's share of the global batch mean
+            total = (loss if weight is None else loss * weight) + reg
         if each_step:        # on a CPU: stop before the step that would write NaNs into the weights
             if not torch.isfinite(total.detach()).all():
                 raise stop(f"the training loss is not finite ({total.item()})", epoch, step + 1)
@@ -427,6 +429,8 @@ def fit(model: nn.Module,  # the model, trained in place
         distributed: bool | None = None,  # data-parallel under torchrun (None: when launched so; False: alone)
        ) -> History:  # one row of metrics per epoch
     "Train `model` on `train` with AdamW; returns the per-epoch `History`. Data-parallel under torchrun."
+    if torch.is_inference_mode_enabled():   # tensors made there never record a graph, whatever the grad mode
+        raise RuntimeError("fit trains the model: call it outside torch.inference_mode()")
     _check_fit_args(epochs, batch_size, eval_batch_size, max_steps_per_epoch, lr, rep_lr, weight_decay, grad_clip,
                     rep_weight_decay, amp, scheduler, resume, checkpoint)
     train = _as_dataset(train)
