@@ -8,7 +8,7 @@ mixed CPU and CUDA tensors. Each test builds its inputs on the CPU (`with torch.
 point in the strict mode at a tiny size. What this cannot see (speed, CUDA-only kernels) is left to
 scripts/gpu_check.sh, which runs the notebooks and the main job on a real GPU.
 """
-import contextlib, math, sys
+import contextlib, math, os, sys
 
 import matplotlib
 matplotlib.use("Agg")
@@ -41,15 +41,29 @@ def _building() -> bool:
     return False
 
 
+TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+# torch's dispatch of a factory call through a TorchFunctionMode: frames between the caller and the mode
+DISPATCH = {os.path.join(TORCH_DIR, "overrides.py"), os.path.join(TORCH_DIR, "utils", "_device.py")}
+
+
+def _made_by_torch() -> bool:
+    """True when torch's own Python code makes the tensor, not the project's: e.g. an optimizer's step counter, which
+    torch 2.11's Adam makes with `torch.tensor(0.0)` and reads back with `.item()` (later releases say `device="cpu"`)."""
+    f = sys._getframe(2)                        # the factory's caller (frame 1 is __torch_function__)
+    while f is not None and f.f_code.co_filename in DISPATCH: f = f.f_back
+    return f is not None and f.f_code.co_filename.startswith(TORCH_DIR)
+
+
 class StrictDevices(TorchFunctionMode):
-    """`torch.set_default_device("meta")` for the tensors library code *makes* without `device=`. Two exceptions behave
-    as under the usual CPU default: converting an existing tensor (`torch.as_tensor(t)` keeps its device) and building
-    a module or a group (parameters go to the default device, as for `nn.Linear`, and runners move the model with
-    `.to`; a group keeps its permutations on the CPU)."""
+    """`torch.set_default_device("meta")` for the tensors library code *makes* without `device=`. Three exceptions
+    behave as under the usual CPU default: converting an existing tensor (`torch.as_tensor(t)` keeps its device),
+    building a module or a group (parameters go to the default device, as for `nn.Linear`, and runners move the model
+    with `.to`; a group keeps its permutations on the CPU), and the tensors torch's own code makes (its business, and
+    its choice differs between releases)."""
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if (func in CONSTRUCTORS and kwargs.get("device") is None and not (args and isinstance(args[0], torch.Tensor))
-                and not _building()):
+                and not _building() and not _made_by_torch()):
             kwargs["device"] = "meta"
         return func(*args, **kwargs)
 
@@ -82,6 +96,10 @@ def test_strict_mode_catches_a_default_device_tensor():
     x = on_cpu(torch.randn, 3)
     with pytest.raises(RuntimeError, match="meta"): x + torch.zeros(3)
     assert_cpu(x + torch.zeros(3, device=x.device))
+    # what torch's own code makes is left alone: AdamW's step counter (made without device= by some releases)
+    p = on_cpu(torch.zeros, 2, requires_grad=True); p.grad = on_cpu(torch.ones, 2)
+    torch.optim.AdamW([p], lr=0.1).step()
+    assert_cpu(p)
 
 
 # ---- math core (groups, sharing, Sinkhorn) ------------------------------------------------------------------------
