@@ -114,19 +114,24 @@ else
 fi
 PIP=("$PY" -m pip install --disable-pip-version-check)
 
+# The oldest torch and torchvision the project is tested with (.ci/oldest_torch.sh); settings.ini declares the same
+TORCH_FLOOR=2.4 TORCHVISION_FLOOR=0.19
 # Which of the modules named as arguments this Python cannot import, one per line (one interpreter for all of them:
-# importing learn2learn, which imports torch, takes seconds)
+# importing learn2learn, which imports torch, takes seconds); a torch or torchvision older than the floor counts too
 missing_modules() {
-  "$PY" - "$@" <<'PYEOF' 2>/dev/null
-import importlib, sys
+  FLOORS="torch=$TORCH_FLOOR torchvision=$TORCHVISION_FLOOR" "$PY" - "$@" <<'PYEOF' 2>/dev/null
+import importlib, os, sys
+floors = dict(f.split("=") for f in os.environ["FLOORS"].split())
+release = lambda v: tuple(int(p) for p in v.split("+")[0].split(".")[:2])
 for name in sys.argv[1:]:
-    try: importlib.import_module(name)
-    except Exception: print(name)
+    try: mod = importlib.import_module(name)
+    except Exception: print(name); continue
+    if name in floors and release(mod.__version__) < release(floors[name]): print(name)
 PYEOF
 }
 # --colab: module=pip name of what the notebooks and learn2learn's import need, and its build tools
-COLAB_NEEDS=("torch=torch>=2.1" "torchvision=torchvision>=0.16" numpy=numpy scipy=scipy matplotlib=matplotlib tqdm=tqdm
-             mlxtend=mlxtend sklearn=scikit-learn requests=requests gym=gym fastcore.test=fastcore IPython=ipython)
+COLAB_NEEDS=("torch=torch>=$TORCH_FLOOR" "torchvision=torchvision>=$TORCHVISION_FLOOR" numpy=numpy scipy=scipy matplotlib=matplotlib
+             tqdm=tqdm mlxtend=mlxtend sklearn=scikit-learn requests=requests gym=gym fastcore.test=fastcore IPython=ipython)
 L2L_BUILD_NEEDS=(Cython=cython setuptools=setuptools wheel=wheel)
 if [ "$MODE" = colab ]; then
   COLAB_MISSING=$(missing_modules learn2learn "${COLAB_NEEDS[@]%%=*}" "${L2L_BUILD_NEEDS[@]%%=*}")
@@ -167,12 +172,15 @@ if [ "$MODE" = colab ]; then
 elif [ "$MODE" = learn2learn ]; then
   [ "$HAVE_L2L" = 1 ] || quiet "installing learn2learn's build tools" "${PIP[@]}" "${L2L_BUILD_NEEDS[@]#*=}"
 else
-# ---- torch: keep one that is already there (Colab ships its own CUDA build) -------------------------------
-if "$PY" -c 'import torch, torchvision' >/dev/null 2>&1; then
+# ---- torch: keep one that is already there (Colab ships its own CUDA build) unless it is older than the floor -----
+if [ -z "$(missing_modules torch torchvision)" ]; then
   step "torch $("$PY" -c 'import torch; print(torch.__version__)') already installed: kept"
 else
+  if OLD=$("$PY" -c 'import torch, torchvision; print(torch.__version__, "/", torchvision.__version__)' 2>/dev/null); then
+    step "torch / torchvision $OLD: older than the oldest tested ($TORCH_FLOOR / $TORCHVISION_FLOOR), upgraded"
+  fi
   step "installing torch and torchvision (several GB for a CUDA build; a few minutes)"
-  quiet "installing torch/torchvision" "${PIP[@]}" "torch>=2.1" "torchvision>=0.16"
+  quiet "installing torch/torchvision" "${PIP[@]}" "torch>=$TORCH_FLOOR" "torchvision>=$TORCHVISION_FLOOR"
 fi
 
 # ---- the nbdev 2 stack (see README: nbdev 3 refuses settings.ini; these versions import together) --------

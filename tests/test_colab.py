@@ -196,7 +196,7 @@ def test_setup_colab_installs_only_what_the_notebooks_need(tmp_path, missing):
         assert tool not in installs, f"--colab installed {tool}: {log}"
     assert log[-1].endswith("--no-deps --no-build-isolation -e ."), log      # the package itself, last
     if missing:   # a bare Python gets the notebooks' runtime needs, torch included
-        for pkg in ("torch>=2.1", "mlxtend", "scipy", "matplotlib", "fastcore", "gym", "scikit-learn"):
+        for pkg in ("torch>=2.4", "torchvision>=0.19", "mlxtend", "scipy", "matplotlib", "fastcore", "gym", "scikit-learn"):
             assert pkg in installs, (pkg, log)
     else:         # Colab: everything is there and kept (its torch, its fastcore)
         assert len(log) == 1, log

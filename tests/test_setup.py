@@ -159,3 +159,42 @@ def test_learn2learn_builds_from_its_sdist(tmp_path):
     assert built.stdout.strip() == "['meta_dataset', 'task_dataset', 'transforms']", built.stdout + built.stderr
     version = subprocess.run([str(py), "-c", "import sys; print(sys.version_info[:2] >= (3, 12))"], capture_output=True, text=True).stdout
     print(f"built with {base}; Python >= 3.12 (no stdlib distutils): {version.strip()}")
+
+
+def declared_floor(name: str) -> str:
+    "The oldest version of `name` that settings.ini's requirements allow (`name>=X`)."
+    import configparser
+    cfg = configparser.ConfigParser(delimiters=["="]); cfg.read(ROOT / "settings.ini")
+    found = [r.split(">=")[1] for r in cfg["DEFAULT"]["requirements"].split() if r.startswith(name + ">=")]
+    assert found, f"settings.ini declares no floor for {name}"
+    return found[0]
+
+
+def test_the_torch_floor_is_declared_once_everywhere():
+    # settings.ini (what pip enforces), setup.sh (what it installs, and keeps) and the CI job that tests the floor
+    torch_, vision = declared_floor("torch"), declared_floor("torchvision")
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert f"TORCH_FLOOR={torch_} TORCHVISION_FLOOR={vision}\n" in setup, (torch_, vision)
+    oldest = (ROOT / ".ci" / "oldest_torch.sh").read_text()
+    assert re.search(rf"OLDEST_TORCH:-{re.escape(torch_)}\.\d+\}}", oldest), torch_
+    assert re.search(rf"OLDEST_TORCHVISION:-{re.escape(vision)}\.\d+\}}", oldest), vision
+
+
+def test_setup_upgrades_a_torch_older_than_the_floor(fakebin, tmp_path):
+    # a venv that already has torch 2.1: kept before, though the notebooks need 2.4 (torch.amp.GradScaler, the
+    # autocast queries); now upgraded, and said so. A fake python3: the import probe reports both as too old.
+    bin_, _, _, _ = fakebin
+    pip_calls = tmp_path / "pip_calls"
+    py = script(tmp_path / "python3", f"""case "$*" in
+  -V) echo "Python 3.11.0" ;;
+  "- torch torchvision") cat > /dev/null; printf 'torch\\ntorchvision\\n' ;;
+  "-c import torch, torchvision; print"*) echo "2.1.2 / 0.16.2" ;;
+  "-m pip"*) echo "$*" >> {pip_calls} ;;
+esac
+exit 0
+""")
+    res = setup_sh(bin_, "--system", env={"PYTHON": str(py)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    torch_, vision = declared_floor("torch"), declared_floor("torchvision")
+    assert f"2.1.2 / 0.16.2: older than the oldest tested ({torch_} / {vision}), upgraded" in res.stdout, res.stdout
+    assert f"torch>={torch_} torchvision>={vision}" in pip_calls.read_text(), pip_calls.read_text()
