@@ -21,6 +21,8 @@ from nbdev.doclinks import _nbpath2html
 from nbdev.quarto import proc_nbs, refresh_quarto_yml
 
 ROOT = Path(__file__).resolve().parent.parent
+# nbdev_docs and smalldocs by their entry point: where pip put their scripts depends on the install
+CONSOLE = str(Path(__file__).with_name("console.py"))
 
 
 def notebooks(nbs_path):
@@ -156,7 +158,7 @@ def build(cfg):
     "Build the site into docs/."
     nbs_path, doc_path = cfg.nbs_path, cfg.doc_path
     if shutil.which("quarto"):
-        subprocess.run([str(Path(sys.executable).parent / "nbdev_docs")], check=True, cwd=cfg.config_path)
+        subprocess.run([sys.executable, CONSOLE, "nbdev_docs"], check=True, cwd=cfg.config_path)
         return
     refresh_quarto_yml()
     nbdev.doclinks._build_modidx()
@@ -165,7 +167,7 @@ def build(cfg):
     drop_output_file(cache)
     site = cache / doc_path.name
     shutil.rmtree(site, ignore_errors=True)
-    subprocess.run([str(Path(sys.executable).parent / "smalldocs"), "render", "--quiet", str(cache)], check=True)
+    subprocess.run([sys.executable, CONSOLE, "smalldocs", "render", "--quiet", str(cache)], check=True)
     relink(site, cfg, {**module_pages(nbs_path), **nbdev_pages(nbs_path)})
     vendor_katex(site)
     # docs/README.md (committed) says what the folder is; everything else in docs/ is rebuilt

@@ -58,7 +58,9 @@ fi
 [ -n "${INFO:-}" ] \
   || { echo "gpu_check: ERROR: '$PY' cannot import torch, learn2learn, nbdev and symmetries (run scripts/setup.sh, or carry .gpu-bundle from ../shared/gpu/bundle.sh)" >&2; exit 2; }
 read -r HAS_CUDA TORCH_VERSION <<<"$INFO"
-BIN=$(dirname "$(command -v "$PY")")
+# console scripts (nbdev_test) by their entry point, with this interpreter: the offline GPU machine's bundle installs
+# their files into its own bin/, not next to the interpreter
+CONSOLE=("$PY" "$ROOT/scripts/console.py")
 
 # ---- fail clearly without CUDA: none of this means anything on a CPU ----------------------------------------------
 if [ "$HAS_CUDA" != 1 ] && [ "${GPU_CHECK_ALLOW_CPU:-0}" != 1 ]; then
@@ -69,7 +71,7 @@ fi
 
 mkdir -p "$(dirname "$LOG")"
 STAMP=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-{ echo; echo "===== gpu_check $STAMP: parts ${PARTS[*]} ${NOTEBOOKS[*]:-} (commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ', with local changes'))"; } | tee -a "$LOG"
+{ echo; echo "===== gpu_check $STAMP: parts ${PARTS[*]} ${NOTEBOOKS[*]:-} (commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet 2>/dev/null && echo ', with local changes'))"; } | tee -a "$LOG"
 RESULTS=()
 run_part() {   # name, command...: runs it with a time limit, logs its output, records PASS/FAIL and the seconds
   local name=$1; shift
@@ -93,9 +95,9 @@ for part in "${PARTS[@]}"; do
       run_part pytest "$PY" -m pytest -q -p no:cacheprovider tests/test_devices.py ;;
     notebooks)
       if [ ${#NOTEBOOKS[@]} -gt 0 ]; then
-        for nb in "${NOTEBOOKS[@]}"; do run_part "nbdev_test $(basename "$nb" .ipynb)" "$BIN/nbdev_test" --path "$nb" --do_print --timing; done
+        for nb in "${NOTEBOOKS[@]}"; do run_part "nbdev_test $(basename "$nb" .ipynb)" "${CONSOLE[@]}" nbdev_test --path "$nb" --do_print --timing; done
       else
-        run_part "nbdev_test (all, $WORKERS workers)" "$BIN/nbdev_test" --n_workers "$WORKERS" --do_print --timing
+        run_part "nbdev_test (all, $WORKERS workers)" "${CONSOLE[@]}" nbdev_test --n_workers "$WORKERS" --do_print --timing
       fi ;;
     reproduce)
       for budget in tiny fast; do

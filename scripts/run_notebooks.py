@@ -56,13 +56,13 @@ def main():
     flags = tst_flags - set(a.flags.split())
     nbs = [Path(n) for n in a.notebooks] or sorted(Path(cfg.nbs_path).glob("*.ipynb"))
     ok = True
-    bin_dir = Path(sys.executable).parent
+    console = Path(__file__).with_name("console.py")   # nbdev_clean by its entry point, wherever its script lies
     for n in nbs:
         # a fresh interpreter per notebook, as nbdev_test gives, so one notebook's state cannot leak into the next
         if len(nbs) > 1: ok &= subprocess.run([sys.executable, __file__, str(n), "--flags", a.flags]).returncode == 0
         else:
             ok &= run_notebook(n, flags)
-            subprocess.run([str(bin_dir / "nbdev_clean"), "--fname", str(n)], check=True)
+            subprocess.run([sys.executable, str(console), "nbdev_clean", "--fname", str(n)], check=True)
     sys.exit(0 if ok else 1)
 
 

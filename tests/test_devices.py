@@ -403,3 +403,18 @@ def test_gpu_check_script(tmp_path):
     log = (tmp_path / "gpu.log").read_text()
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert "env: PASS" in log and "summary" in log and "| torch" in log, log[-2000:]
+
+
+def test_gpu_check_runs_console_scripts_by_their_entry_point(tmp_path):
+    # the offline GPU machine's bundle installs nbdev's scripts into its own bin/, not next to the interpreter: the
+    # notebooks part must still run nbdev_test, with its arguments, for an interpreter whose folder has no nbdev_test
+    import os, subprocess
+    from conftest import ROOT
+    py = tmp_path / "bin" / "python"; py.parent.mkdir()
+    py.write_text(f'#!/bin/bash\nexec {sys.executable} "$@"\n'); py.chmod(0o755)
+    env = {**os.environ, "GPU_CHECK_LOG": str(tmp_path / "gpu.log"), "GPU_CHECK_ALLOW_CPU": "1", "PYTHON": str(py)}
+    res = subprocess.run(["bash", "scripts/gpu_check.sh", "notebooks", "01_utils"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    log = (tmp_path / "gpu.log").read_text()
+    assert res.returncode == 0 and "nbdev_test 01_utils: PASS" in log, res.stderr[-2000:] + log[-3000:]
+    assert log.count("Starting ") == 1 and "01_utils.ipynb" in log, log[-3000:]     # its arguments reached it
