@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # What only a GPU can check: every notebook under nbdev_test with `default_device()` picking CUDA, the main job on
-# `--device cuda` at the tiny and fast budgets, the device tests with real CUDA tensors, the benchmarks on CUDA, and
-# the data-parallel scaling of `fit` under torchrun over 1, 2, 4, ... of the machine's GPUs.
+# `--device cuda` at the tiny and fast budgets, the device tests with real CUDA tensors, the benchmarks on CUDA (the
+# launch-bound costs with the eager and the opt-in fused Sinkhorn among them), and the data-parallel scaling of `fit`
+# under torchrun over 1, 2, 4, ... of the machine's GPUs.
 # CI has no GPU; tests/test_devices.py catches most device bugs on a CPU, this script the rest (and the speed).
 #
 #   bash scripts/gpu_check.sh                      # every part, in this order
-#   bash scripts/gpu_check.sh notebooks            # parts: env pytest notebooks reproduce bench ddp (any subset, in order)
+#   bash scripts/gpu_check.sh notebooks            # parts: env pytest notebooks reproduce bench ddp, and launches
+#                                                  # (bench/bench_gpu_launches.py alone): any subset, in order
 #   bash scripts/gpu_check.sh ddp                  # data-parallel scaling only: step time and samples/s for 1, 2, 4, ... ranks
 #   bash scripts/gpu_check.sh notebooks 20_msr_synthetic 21_msr_2d   # only these notebooks
 #
@@ -37,10 +39,10 @@ ALL_PARTS=(env pytest notebooks reproduce bench ddp)
 PARTS=(); NOTEBOOKS=()
 for arg in "$@"; do
   case "$arg" in
-    env|pytest|notebooks|reproduce|bench|ddp) PARTS+=("$arg") ;;
-    -h|--help) sed -n 2,28p "$0"; exit 0 ;;
+    env|pytest|notebooks|reproduce|bench|launches|ddp) PARTS+=("$arg") ;;
+    -h|--help) sed -n 2,30p "$0"; exit 0 ;;
     *) if [ -f "nbs/$arg.ipynb" ] || [ -f "nbs/$arg" ]; then NOTEBOOKS+=("nbs/${arg%.ipynb}.ipynb")
-       else echo "gpu_check: unknown part or notebook '$arg' (parts: ${ALL_PARTS[*]}; notebooks: names in nbs/)" >&2; exit 2; fi ;;
+       else echo "gpu_check: unknown part or notebook '$arg' (parts: ${ALL_PARTS[*]} launches; notebooks: names in nbs/)" >&2; exit 2; fi ;;
   esac
 done
 [ ${#PARTS[@]} -gt 0 ] || { [ ${#NOTEBOOKS[@]} -gt 0 ] && PARTS=(notebooks) || PARTS=("${ALL_PARTS[@]}"); }
@@ -106,7 +108,7 @@ for part in "${PARTS[@]}"; do
         [ -f "$OUTDIR/reproduce_$budget/results.md" ] && { echo "--- results.md ($budget)"; cat "$OUTDIR/reproduce_$budget/results.md"; } | tee -a "$LOG" >/dev/null
       done ;;
     bench)
-      for script in bench/bench_layers.py bench/bench_models.py bench/bench_meta.py; do
+      for script in bench/bench_layers.py bench/bench_models.py bench/bench_meta.py bench/bench_gpu_launches.py; do
         [ -f "$script" ] || continue
         if "$PY" "$script" --help 2>/dev/null | grep -q -- "--device"; then
           run_part "$script --device cuda" "$PY" "$script" --device cuda
@@ -115,6 +117,9 @@ for part in "${PARTS[@]}"; do
           echo "----- [$script] SKIPPED: no --device option" | tee -a "$LOG"
         fi
       done ;;
+    launches)   # the launch-bound costs alone: eager and fused Sinkhorn, CUDA graphs, the layers against a plain conv
+      if [ "$HAS_CUDA" = 1 ]; then run_part "bench_gpu_launches --device cuda" "$PY" bench/bench_gpu_launches.py --device cuda
+      else run_part "bench_gpu_launches (CPU plumbing)" "$PY" bench/bench_gpu_launches.py --device cpu --quick; fi ;;
     ddp)   # one torchrun launch per number of ranks (1, 2, 4, ... up to the GPUs present); rank 0 appends its measurement
       NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())'); SIZE="128 40 32"; DDP_JSON=bench/results/ddp_scaling_cuda.json
       if [ "$HAS_CUDA" != 1 ]; then   # GPU_CHECK_ALLOW_CPU: two gloo ranks at a tiny size test the plumbing; no figure is kept

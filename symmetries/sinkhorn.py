@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_sinkhorn.ipynb #cc3bd475
 from __future__ import annotations
-import contextlib, math
+import contextlib, importlib, importlib.util, math, os
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,8 +15,9 @@ from .checks import check_int, check_number
 from .groups import perms_to_matrices
 
 # %% auto #0
-__all__ = ['CPU_CHECK_EVERY', 'log_sinkhorn', 'sinkhorn', 'sinkhorn_errors', 'nearest_permutation', 'distance_to_permutation',
-           'ws_sinkhorn', 'ws_sinkhorn_blocks']
+__all__ = ['CPU_CHECK_EVERY', 'tl', 'FUSED_SINKHORN', 'FUSED_MAX_D', 'log_sinkhorn', 'sinkhorn', 'sinkhorn_errors',
+           'nearest_permutation', 'distance_to_permutation', 'ws_sinkhorn', 'ws_sinkhorn_blocks', 'fused_sinkhorn',
+           'fused_sinkhorn_deviations']
 
 # %% ../nbs/04_sinkhorn.ipynb #03cb3e4b
 CPU_CHECK_EVERY = 3     # `check_every=None` on a CPU: checks after iterations 3, 6, 12, ...
@@ -164,6 +165,7 @@ def ws_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, tol: f
     if logits.shape[0] == 0: return (logits.clone(), logits.new_zeros(0)) if return_error else logits.clone()
     work = torch.float64 if logits.dtype == torch.float64 else torch.float32
     if max_range is None: max_range = 600.0 if work == torch.float64 else 60.0
+    err = None                                                  # the fused kernel writes the row errors itself
     with _no_autocast(logits.device.type):
         L = logits.to(work)
         if logits.device.type == "cpu":                         # reading a number back is free here
@@ -173,9 +175,11 @@ def ws_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, tol: f
                 safe = bool((X - X.amax(-1, keepdim=True)).amax(-2).amin() > -max_range)
             if safe: P = _SinkhornScaling.apply(L, n_iter, tau, tol or 0.0, checks)
             else: P = sinkhorn(L, n_iter=n_iter, tau=tau)
+        elif FUSED_SINKHORN and _fused_applies(L, checks):      # opt-in: one kernel each way (see below)
+            P, err = fused_sinkhorn(L, n_iter, tau, max_range)
         else:                                                   # no host round trip on a GPU: floor the range instead
             P = _SinkhornScaling.apply(L, n_iter, tau, tol or 0.0, checks, max_range)
-        if return_error:
+        if return_error and err is None:
             with torch.no_grad(): err = (P.sum(-1) - 1).abs().amax(-1)
     P = P.to(logits.dtype)
     return (P, err) if return_error else P
@@ -206,3 +210,148 @@ def ws_sinkhorn_blocks(logits: Sequence[torch.Tensor], n_iter: int = 20, tau: fl
     sizes = [L.shape[0] for L in stacks]
     Rs = [r if L.shape[-1] == D else r[:, :L.shape[-1], :L.shape[-1]] for r, L in zip(R.split(sizes), stacks)]
     return (Rs, list(err.split(sizes))) if return_error else Rs
+
+# %% ../nbs/04_sinkhorn.ipynb #85b55aa3
+# the two functions below are Triton kernels, compiled by `_kernels()`, which also binds `tl` to triton.language (the
+# annotations stay strings: the module imports annotations from __future__)
+tl = None
+
+def _forward(L_ptr, K_ptr, P_ptr, U_ptr, V_ptr, E_ptr, n, inv_tau, floor,
+             T: tl.constexpr, BLOCK: tl.constexpr, HAS_FLOOR: tl.constexpr):
+    "One program per matrix b: K = exp(L / tau) (rows shifted, floored), T scaling rounds, P, its row error."
+    b = tl.program_id(0)
+    r = tl.arange(0, BLOCK)
+    c = tl.arange(0, BLOCK)
+    rm, cm = r < n, c < n
+    m2 = rm[:, None] & cm[None, :]
+    off = b * n * n + r[:, None] * n + c[None, :]
+    X = tl.load(L_ptr + off, mask=m2, other=0.0).to(tl.float32) * inv_tau
+    X = tl.where(m2, X, -float("inf"))
+    X = X - tl.where(rm, tl.max(X, axis=1), 0.0)[:, None]     # row shifts cancel in Sinkhorn exactly
+    if HAS_FLOOR:
+        X = tl.maximum(X, -floor)                              # no entry below e^-floor of its row's best
+    K = tl.where(m2, tl.exp(X), 0.0)
+    tl.store(K_ptr + off, K, mask=m2)
+    v = tl.where(cm, 1.0, 0.0)
+    tl.store(V_ptr + b * (T + 1) * n + c, v, mask=cm)          # v_0 = 1
+    u = tl.where(rm, 1.0 / tl.where(rm, tl.sum(K * v[None, :], axis=1), 1.0), 0.0)   # u_1 = 1 / (K v_0)
+    u_last = u
+    for t in range(T):
+        tl.store(U_ptr + (b * T + t) * n + r, u, mask=rm)      # u_{t+1}
+        v = tl.where(cm, 1.0 / tl.where(cm, tl.sum(K * u[:, None], axis=0), 1.0), 0.0)   # v_{t+1} = 1 / (K^T u_{t+1})
+        tl.store(V_ptr + (b * (T + 1) + t + 1) * n + c, v, mask=cm)
+        u_last = u
+        u = tl.where(rm, 1.0 / tl.where(rm, tl.sum(K * v[None, :], axis=1), 1.0), 0.0)   # u_{t+2}
+    P = K * u_last[:, None] * v[None, :]
+    tl.store(P_ptr + off, P, mask=m2)
+    err = tl.where(rm, tl.abs(tl.sum(P, axis=1) - 1.0), 0.0)  # the rows miss 1 by this; the columns are exact
+    tl.store(E_ptr + b, tl.max(err, axis=0))
+
+def _backward(G_ptr, K_ptr, P_ptr, U_ptr, V_ptr, OUT_ptr, n, inv_tau, T: tl.constexpr, BLOCK: tl.constexpr):
+    "One program per matrix b: the reverse sweep of `_SinkhornScaling.backward`, its two sums kept on chip."
+    b = tl.program_id(0)
+    r = tl.arange(0, BLOCK)
+    c = tl.arange(0, BLOCK)
+    rm, cm = r < n, c < n
+    m2 = rm[:, None] & cm[None, :]
+    off = b * n * n + r[:, None] * n + c[None, :]
+    K = tl.load(K_ptr + off, mask=m2, other=0.0)
+    GP = tl.load(G_ptr + off, mask=m2, other=0.0).to(tl.float32) * tl.load(P_ptr + off, mask=m2, other=0.0)
+    vT = tl.load(V_ptr + (b * (T + 1) + T) * n + c, mask=cm, other=0.0)
+    uT = tl.load(U_ptr + (b * T + T - 1) * n + r, mask=rm, other=0.0)
+    x = tl.sum(GP, axis=0) * vT                                # x_T = v_T * dL/dlog v_T
+    qT = tl.sum(GP, axis=1) * uT                               # the direct part of q_T
+    M = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)
+    for j in range(T):
+        i = T - 1 - j                                          # iteration t = i + 1
+        u1 = tl.load(U_ptr + (b * T + i) * n + r, mask=rm, other=0.0)         # u_{i+1}
+        vi = tl.load(V_ptr + (b * (T + 1) + i) * n + c, mask=cm, other=0.0)   # v_i
+        q = tl.sum(K * x[None, :], axis=1) * (-u1 * u1)
+        q = q + tl.where(i == T - 1, qT, 0.0)
+        M += u1[:, None] * x[None, :] + q[:, None] * vi[None, :]
+        x = tl.sum(K * q[:, None], axis=0) * (-vi * vi)
+    tl.store(OUT_ptr + off, (GP - M * K) * inv_tau, mask=m2)
+
+# %% ../nbs/04_sinkhorn.ipynb #3b5cfc4e
+FUSED_SINKHORN = os.environ.get("SYMMETRIES_FUSED_SINKHORN", "0") == "1"   # opt-in: not yet timed on a GPU
+FUSED_MAX_D = 128                                       # the largest matrix one program holds on chip
+_HAVE_TRITON = importlib.util.find_spec("triton") is not None
+_KERNELS = {}
+
+def _kernels() -> dict:
+    "`_forward` and `_backward` compiled by `triton.jit` on first use: `import symmetries` never imports Triton."
+    global tl
+    if not _KERNELS:
+        import triton, triton.language
+        tl = triton.language                            # the name the kernels' source uses
+        _KERNELS.update(forward=triton.jit(_forward), backward=triton.jit(_backward))
+    return _KERNELS
+
+def _fused_applies(L: torch.Tensor, checks: frozenset) -> bool:
+    "Whether `ws_sinkhorn` may hand `L` (its float32/64 working copy) to `fused_sinkhorn`."
+    return _HAVE_TRITON and L.is_cuda and L.dtype == torch.float32 and L.shape[-1] <= FUSED_MAX_D and not checks
+
+class _FusedSinkhorn(torch.autograd.Function):
+    "`_SinkhornScaling` on the GPU path (no early stop, floored range) in two Triton kernels, one program per matrix."
+    @staticmethod
+    def forward(ctx, logits, n_iter, tau, floor):
+        L = logits.contiguous()
+        B, n, _ = L.shape
+        K, P = torch.empty_like(L), torch.empty_like(L)
+        U, V, E = L.new_empty(B, n_iter, n), L.new_empty(B, n_iter + 1, n), L.new_empty(B)
+        block = max(16, 1 << (n - 1).bit_length())
+        warps = 4 if block <= 32 else 8 if block <= 64 else 16
+        _kernels()["forward"][(B,)](L, K, P, U, V, E, n, 1.0 / tau, float(floor or 0.0), T=n_iter, BLOCK=block,
+                                    HAS_FLOOR=floor is not None, num_warps=warps)
+        ctx.save_for_backward(K, P, U, V)
+        ctx.tau, ctx.n_iter, ctx.block, ctx.warps = tau, n_iter, block, warps
+        ctx.mark_non_differentiable(E)
+        return P, E
+
+    @staticmethod
+    def backward(ctx, gP, gE):
+        K, P, U, V = ctx.saved_tensors
+        out = torch.empty_like(K)
+        _kernels()["backward"][(K.shape[0],)](gP.contiguous(), K, P, U, V, out, K.shape[-1], 1.0 / ctx.tau,
+                                              T=ctx.n_iter, BLOCK=ctx.block, num_warps=ctx.warps)
+        return out, None, None, None
+
+def fused_sinkhorn(logits: torch.Tensor, n_iter: int = 20, tau: float = 1.0, floor: float | None = 60.0):
+    "(R, row errors) of (B, d, d) float32 logits, d <= 128: `ws_sinkhorn`'s GPU path in one Triton kernel each way."
+    _check_logits(logits)
+    if logits.ndim != 3 or logits.shape[-1] > FUSED_MAX_D:
+        raise ValueError(f"logits must have shape (B, d, d) with d <= {FUSED_MAX_D}, got {tuple(logits.shape)}")
+    if logits.dtype != torch.float32: raise TypeError(f"logits must be float32, got {logits.dtype}")
+    n_iter, tau = check_int(n_iter, "n_iter"), check_number(tau, "tau", strict=True)
+    floor = check_number(floor, "floor", strict=True, allow_none=True)
+    if not _HAVE_TRITON: raise RuntimeError("fused_sinkhorn needs Triton (pip install triton)")
+    interpreted = type(_kernels()["forward"]).__name__ == "InterpretedFunction"
+    if not logits.is_cuda and not (interpreted and logits.device.type == "cpu"):
+        raise ValueError(f"logits must be on a CUDA device (on a CPU only through Triton's interpreter, "
+                         f"TRITON_INTERPRET=1 set before they are compiled), got {logits.device}")
+    return _FusedSinkhorn.apply(logits, n_iter, tau, floor)
+
+# %% ../nbs/04_sinkhorn.ipynb #2e28a3dc
+def fused_sinkhorn_deviations(device="cuda", seed: int = 0) -> dict:
+    "Largest differences between `fused_sinkhorn` and `ws_sinkhorn`'s GPU path on stacks like the layers' (see above)."
+    g = torch.Generator().manual_seed(seed)
+    def sharp(B, n): return (torch.stack([8 * torch.eye(n)[torch.randperm(n, generator=g)] for _ in range(B)])
+                             + torch.randn(B, n, n, generator=g))
+    flat = lambda B, n: torch.rand(B, n, n, generator=g)
+    wide = flat(2, 16); wide[:, ::2, 0], wide[:, 1::2, 0] = -40.0, -80.0   # a column that reaches the floor
+    cases = [(flat(3, 25), 20, 1.0), (sharp(3, 100), 20, 1.0), (sharp(15, 100), 20, 1.0), (flat(2, 9), 5, 0.5),
+             (sharp(7, 49), 20, 1.0), (flat(1, 128), 3, 2.0), (flat(4, 4), 1, 1.0), (wide, 20, 1.0),
+             (torch.cat([_embed_logits(sharp(3, 25), 100), sharp(12, 100)]), 20, 1.0)]   # a paper-size WSCNN's stack
+    worst = {"values": 0.0, "row_errors": 0.0, "gradients": 0.0}
+    for L, n_iter, tau in cases:
+        a, b = (L.to(device).clone().requires_grad_() for _ in range(2))
+        Pa, Ea = fused_sinkhorn(a, n_iter, tau, 60.0)
+        Pb = _SinkhornScaling.apply(b, n_iter, tau, 0.0, frozenset(), 60.0)
+        Eb = (Pb.detach().sum(-1) - 1).abs().amax(-1)
+        up = torch.randn(L.shape, generator=g).to(device)
+        Pa.backward(up); Pb.backward(up)
+        Pa, Pb = Pa.detach(), Pb.detach()
+        for k, d in (("values", (Pa - Pb).abs().max()), ("row_errors", (Ea - Eb).abs().max()),
+                     ("gradients", (a.grad - b.grad).abs().max() / b.grad.abs().max().clamp_min(1e-30))):
+            worst[k] = max(worst[k], float(d))
+    return {**worst, "cases": len(cases), "device": str(torch.device(device))}
