@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # What only a GPU can check: every notebook under nbdev_test with `default_device()` picking CUDA, the main job on
 # `--device cuda` at the tiny and fast budgets, the device tests with real CUDA tensors, the benchmarks on CUDA (the
-# launch-bound costs with the eager and the opt-in fused Sinkhorn among them), and the data-parallel scaling of `fit`
-# under torchrun over 1, 2, 4, ... of the machine's GPUs.
+# launch-bound costs with the eager and the opt-in fused Sinkhorn among them), the WSCNN ablation at the paper's size,
+# and the data-parallel scaling of `fit` under torchrun over 1, 2, 4, ... of the machine's GPUs.
 # CI has no GPU; tests/test_devices.py catches most device bugs on a CPU, this script the rest (and the speed).
 #
 #   bash scripts/gpu_check.sh                      # every part, in this order
-#   bash scripts/gpu_check.sh notebooks            # parts: env pytest notebooks reproduce bench ddp, and launches
-#                                                  # (bench/bench_gpu_launches.py alone): any subset, in order
+#   bash scripts/gpu_check.sh notebooks            # parts: env pytest notebooks reproduce bench ablation ddp, and
+#                                                  # launches (bench/bench_gpu_launches.py alone): any subset, in order
 #   bash scripts/gpu_check.sh ddp                  # data-parallel scaling only: step time and samples/s for 1, 2, 4, ... ranks
 #   bash scripts/gpu_check.sh notebooks 20_msr_synthetic 21_msr_2d   # only these notebooks
+#
+# One device call of at most 10 minutes that checks the GPU path (device tests, the fused Sinkhorn against the eager
+# one and the speed table, every notebook 12 at a time) and spends what is left on the paper-size ablation:
+#   GPU_CHECK_BUDGET=540 GPU_CHECK_WORKERS=12 bash scripts/gpu_check.sh env pytest launches notebooks ablation
 #
 # On the project's GPU machine (no network; see ../shared/gpu/README.md): here, once, `bash ../shared/gpu/bundle.sh`
 # (writes .gpu-bundle/); then the device command `bash scripts/gpu_check.sh PARTS` with carry [".gpu-bundle"]. The
@@ -25,22 +29,26 @@
 # GPU it measures one rank only and says so.
 #
 # Environment: GPU_CHECK_WORKERS (notebooks side by side, default 4), GPU_CHECK_LOG (default bench/results/gpu_check.log),
-# GPU_CHECK_TIMEOUT (seconds per part, default 3000), PYTHON (default python3; .venv/bin/python when present),
+# GPU_CHECK_TIMEOUT (seconds per part, default 3000), GPU_CHECK_BUDGET (seconds for the whole call: a part gets what
+# is left, one that cannot start in time is SKIPPED, the ablation stops starting runs in time), ABLATION_EPOCHS (default
+# 30), ABLATION_JOBS (runs side by side, default 12), PYTHON (default python3; .venv/bin/python when present),
 # GPU_CHECK_ALLOW_CPU=1 (run anyway without CUDA: only to test this script's plumbing, as tests/test_devices.py does).
-# Exit status: 0 all parts passed, 1 some part failed, 3 no CUDA device (nothing was run).
+# Exit status: 0 all parts passed, 1 some part failed, 3 no CUDA device (nothing was run), 4 none failed but the
+# budget left some part out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LOG=${GPU_CHECK_LOG:-bench/results/gpu_check.log}
 WORKERS=${GPU_CHECK_WORKERS:-4}
 TIMEOUT=${GPU_CHECK_TIMEOUT:-3000}
-ALL_PARTS=(env pytest notebooks reproduce bench ddp)
+BUDGET=${GPU_CHECK_BUDGET:-}
+ALL_PARTS=(env pytest notebooks reproduce bench ablation ddp)
 
 PARTS=(); NOTEBOOKS=()
 for arg in "$@"; do
   case "$arg" in
-    env|pytest|notebooks|reproduce|bench|launches|ddp) PARTS+=("$arg") ;;
-    -h|--help) sed -n 2,30p "$0"; exit 0 ;;
+    env|pytest|notebooks|reproduce|bench|launches|ablation|ddp) PARTS+=("$arg") ;;
+    -h|--help) sed -n 2,37p "$0"; exit 0 ;;
     *) if [ -f "nbs/$arg.ipynb" ] || [ -f "nbs/$arg" ]; then NOTEBOOKS+=("nbs/${arg%.ipynb}.ipynb")
        else echo "gpu_check: unknown part or notebook '$arg' (parts: ${ALL_PARTS[*]} launches; notebooks: names in nbs/)" >&2; exit 2; fi ;;
   esac
@@ -75,12 +83,22 @@ mkdir -p "$(dirname "$LOG")"
 STAMP=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 { echo; echo "===== gpu_check $STAMP: parts ${PARTS[*]} ${NOTEBOOKS[*]:-} (commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet 2>/dev/null && echo ', with local changes'))"; } | tee -a "$LOG"
 RESULTS=()
+left() {   # seconds this part may run: GPU_CHECK_TIMEOUT, or less where the call's budget ends sooner
+  local limit=$TIMEOUT
+  if [ -n "$BUDGET" ] && [ $((BUDGET - SECONDS - 10)) -lt "$limit" ]; then limit=$((BUDGET - SECONDS - 10)); fi
+  echo "$limit"
+}
 run_part() {   # name, command...: runs it with a time limit, logs its output, records PASS/FAIL and the seconds
   local name=$1; shift
-  local t0=$SECONDS rc
+  local t0=$SECONDS rc limit; limit=$(left)
+  if [ "$limit" -lt 20 ]; then
+    RESULTS+=("$name: SKIPPED (the call's budget of $BUDGET s is spent)")
+    echo "----- [$name] SKIPPED: budget spent" | tee -a "$LOG"
+    return
+  fi
   echo "----- [$name] $*" | tee -a "$LOG"
-  timeout "$TIMEOUT" "$@" 2>&1 | tee -a "$LOG"; rc=${PIPESTATUS[0]}
-  local verdict=PASS; [ "$rc" = 0 ] || verdict="FAIL (exit $rc$([ "$rc" = 124 ] && echo ", timed out after ${TIMEOUT} s"))"
+  timeout "$limit" "$@" 2>&1 | tee -a "$LOG"; rc=${PIPESTATUS[0]}
+  local verdict=PASS; [ "$rc" = 0 ] || verdict="FAIL (exit $rc$([ "$rc" = 124 ] && echo ", timed out after ${limit} s"))"
   RESULTS+=("$name: $verdict, $((SECONDS - t0)) s")
   echo "----- [$name] $verdict in $((SECONDS - t0)) s" | tee -a "$LOG"
 }
@@ -120,6 +138,19 @@ for part in "${PARTS[@]}"; do
     launches)   # the launch-bound costs alone: eager and fused Sinkhorn, CUDA graphs, the layers against a plain conv
       if [ "$HAS_CUDA" = 1 ]; then run_part "bench_gpu_launches --device cuda" "$PY" bench/bench_gpu_launches.py --device cuda
       else run_part "bench_gpu_launches (CPU plumbing)" "$PY" bench/bench_gpu_launches.py --device cpu --quick; fi ;;
+    ablation)   # the WSCNN at the paper's size (studies/ws_paper_size_ablation.py): as many runs as the time allows
+      ABL=(--device cuda --jobs "${ABLATION_JOBS:-12}" --threads 1 --epochs "${ABLATION_EPOCHS:-30}")
+      [ "$HAS_CUDA" = 1 ] || ABL=(--quick --variants cnn baseline --jobs 2 --threads 1)   # plumbing only
+      lim=$(left)
+      if [ "$lim" -lt 150 ]; then
+        RESULTS+=("ablation: SKIPPED ($lim s left of the call's budget: too few for one round of runs)")
+        echo "----- [ablation] SKIPPED: $lim s left" | tee -a "$LOG"
+      else   # it stops starting runs in time and writes what it finished (the hard stop is 60 s after its limit)
+        run_part "ablation (${ABL[*]})" "$PY" studies/ws_paper_size_ablation.py "${ABL[@]}" --time-limit $((lim - 80)) \
+          --out "$OUTDIR/ablation/ws_paper_size_ablation.json"
+        [ -f "$OUTDIR/ablation/ws_paper_size_ablation_runs/summary.md" ] \
+          && { echo "--- ablation summary"; cat "$OUTDIR/ablation/ws_paper_size_ablation_runs/summary.md"; } | tee -a "$LOG" >/dev/null
+      fi ;;
     ddp)   # one torchrun launch per number of ranks (1, 2, 4, ... up to the GPUs present); rank 0 appends its measurement
       NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())'); SIZE="128 40 32"; DDP_JSON=bench/results/ddp_scaling_cuda.json
       if [ "$HAS_CUDA" != 1 ]; then   # GPU_CHECK_ALLOW_CPU: two gloo ranks at a tiny size test the plumbing; no figure is kept
@@ -170,7 +201,8 @@ done
 { echo "===== gpu_check $STAMP summary"; printf '  %s\n' "${RESULTS[@]}"; } | tee -a "$LOG"
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then   # the device machine's output folder: bring the log and new results back
   cp "$LOG" "$OUT/" && find bench/results -newer "$OUTDIR" -type f -exec cp {} "$OUT/" \; 2>/dev/null
-  cp -r "$OUTDIR"/reproduce_* "$OUT/" 2>/dev/null || true
+  cp -r "$OUTDIR"/reproduce_* "$OUTDIR"/ablation "$OUT/" 2>/dev/null || true
 fi
 printf '%s\n' "${RESULTS[@]}" | grep -q "FAIL" && exit 1
+printf '%s\n' "${RESULTS[@]}" | grep -q "SKIPPED (.*budget" && exit 4
 exit 0
