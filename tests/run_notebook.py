@@ -3,7 +3,8 @@ notebook left process-wide state changed. `nbdev_test --n_workers N` runs severa
 worker process, so a notebook that switches gradients off (or changes torch's default dtype or device, its threads, an
 environment variable, the working directory) breaks whichever notebook that worker runs next.
 
-    python tests/run_notebook.py nbs/26_ws_mnist.ipynb   # exit 0: passed, left nothing; 1: failed; 3: left state changed
+    python tests/run_notebook.py nbs/26_ws_mnist.ipynb   # exit 0: passed and left nothing; 1: failed;
+                                                         # 3: passed but left state changed
 """
 import os, sys
 from pathlib import Path

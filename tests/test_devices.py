@@ -48,7 +48,8 @@ DISPATCH = {os.path.join(TORCH_DIR, "overrides.py"), os.path.join(TORCH_DIR, "ut
 
 def _made_by_torch() -> bool:
     """True when torch's own Python code makes the tensor, not the project's: e.g. an optimizer's step counter, which
-    torch 2.11's Adam makes with `torch.tensor(0.0)` and reads back with `.item()` (later releases say `device="cpu"`)."""
+    torch 2.11's Adam makes with `torch.tensor(0.0)` and reads back with `.item()` (later releases pass
+    `device="cpu"`)."""
     f = sys._getframe(2)                        # the factory's caller (frame 1 is __torch_function__)
     while f is not None and f.f_code.co_filename in DISPATCH: f = f.f_back
     return f is not None and f.f_code.co_filename.startswith(TORCH_DIR)

@@ -17,7 +17,8 @@ def test_notebook(nb):
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if workers > 1 else {}
     # nbdev_test's own runner, in a fresh process per notebook, then a check that the notebook restored grad mode,
     # torch's defaults, threads, environment and working directory
-    res = run([sys.executable, str(ROOT / "tests" / "run_notebook.py"), str(nb.relative_to(ROOT))], timeout=1800, env=env)
+    res = run([sys.executable, str(ROOT / "tests" / "run_notebook.py"), str(nb.relative_to(ROOT))], timeout=1800,
+              env=env)
     assert res.returncode == 0, f"nbdev_test failed for {nb.name}:\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
 
 
@@ -27,4 +28,5 @@ def test_a_notebook_that_leaves_grad_mode_off_fails(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import torch\n_ = torch.set_grad_enabled(False)")])
     nbformat.write(nb, tmp_path / "leaks.ipynb")
     res = run([sys.executable, str(ROOT / "tests" / "run_notebook.py"), str(tmp_path / "leaks.ipynb")], timeout=300)
-    assert res.returncode == 3 and "'grad enabled': (True, False)" in res.stderr, res.stdout[-2000:] + res.stderr[-2000:]
+    assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "'grad enabled': (True, False)" in res.stderr, res.stderr[-2000:]
