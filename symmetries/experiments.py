@@ -7,8 +7,8 @@ from __future__ import annotations
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'BUDGETS', 'CPU_SECONDS', 'CPU_SECONDS_SOURCE', 'RUNNERS', 'check_budget', 'experiment_config',
-           'format_duration', 'reference_numbers', 'run_msr_synthetic', 'run_ws_shift_toy', 'run_rotated_digits',
-           'report_details']
+           'format_duration', 'reference_numbers', 'run_msr_synthetic', 'run_ws_shift_toy', 'quarter_turn_consistency',
+           'run_rotated_digits', 'report_details']
 
 # %% ../nbs/40_experiments.ipynb #dec03d04
 EXPERIMENTS = ("msr_synthetic", "ws_shift_toy", "rotated_digits")
@@ -97,21 +97,40 @@ def run_ws_shift_toy(seed: int = 0, device=None, config: str = "fast", show_prog
         details[mode] = res
     return out, details
 
+def quarter_turn_consistency(model, x, batch_size: int = 500) -> float:
+    "The fraction of the images `x` (N, C, H, W) that `model` puts in one class in all four quarter-turn orientations."
+    import torch
+    from symmetries.utils import model_device
+    was_training = model.training; model.eval()
+    same = 0
+    with torch.no_grad():
+        for xb in x.split(batch_size):
+            xb = xb.to(model_device(model))
+            classes = torch.stack([model(torch.rot90(xb, r, dims=(-2, -1))).argmax(-1) for r in range(4)])
+            same += int((classes == classes[0]).all(0).sum())
+    model.train(was_training)
+    return same / len(x)
+
 def run_rotated_digits(seed: int = 0, device=None, config: dict | str = "fast", show_progress: bool = True,
                        **kwargs) -> tuple[dict, dict]:
-    "Rotated digits: test accuracies of CNN, GCNN and WSCNN (same seed) and the symmetry the WSCNN found."
+    "Rotated digits: test accuracies of CNN, GCNN and WSCNN (same seed), the symmetry found, quarter-turn consistency."
+    from symmetries.data import mnist_variant
     from symmetries.utils import progress, resolve_config
     from symmetries.ws_mnist import run_digits, regularizer_for, CONFIGS
-    out, details = {}, {}
+    cfg = resolve_config(CONFIGS, config, kwargs)
+    # the test digits that run_digits evaluates on (augment=True: the training images are left as they are)
+    _, test = mnist_variant("rotated", source=cfg["source"], n_train=cfg["n_train"], n_test=cfg["n_test"], seed=seed,
+                            size=cfg["size"], augment=True)
+    out, details = {}, {"quarter_turn_consistency": {}}
     for model in progress(("cnn", "gcnn", "wscnn"), desc="rotated_digits", **_bar_kwargs(show_progress)):
         r = run_digits((model,), "rotated", config, seed=seed, device=device, details=True, show_progress=show_progress,
                        **kwargs)[model]
         out[model] = float(r["accuracy"])
+        details["quarter_turn_consistency"][model] = quarter_turn_consistency(r["model"], test.tensors[0])
         if model == "wscnn":          # `symmetries.analysis.c4_match` of its layers after training: lifting layer first
             lift, *group = r["c4_match"]
             details.update(lift_c4_match=lift["C4"], lift_quarter_turn=lift["quarter_turn"],
                            group_c4_match=min(m["C4"] for m in group) if group else None)
-            cfg = resolve_config(CONFIGS, config, kwargs)
             details["symmetry"] = r["discovered"].describe()
             details["regularizer"] = ("none" if regularizer_for("wscnn", cfg) is None else
                                       f"normalisation weight {cfg['norm_weight']}")

@@ -28,7 +28,12 @@ UNITS = {
                                                "one rotation score low); for the group layers, the worst layer",
     "meta.rotated_digits_symmetry.lift_quarter_turn": "the best fraction of positions on which one R_g of the lifting "
                                                       "layer is a quarter turn",
+    "meta.rotated_digits_symmetry.quarter_turn_consistency": "per network, the fraction of the test digits it puts in "
+                                                             "one class in all four quarter-turn orientations (1 = its "
+                                                             "predictions are invariant to quarter turns)",
     "meta.seconds": "wall-clock seconds per experiment (summed over its seeds)",
+    "meta.runs": "each (experiment, seed) run of this call once: the process that ran it (0 in one process, its rank "
+                 "under torchrun) and its wall-clock seconds",
     "meta.over_seeds": "per experiment, each number's path (e.g. `rank1.maml_fc`, `cnn`) → its mean, sample standard "
                        "deviation (n − 1) and values over `meta.seeds`, in that order; the numbers at the top level "
                        "are those of the first seed",
@@ -37,7 +42,7 @@ UNITS = {
 
 def results_meta(budget: str, seed: int, device, experiments, finished=(), failed=None, seconds=None, figures=(),
                  status: str = "running", started: str | None = None, stale=(), earlier: dict | None = None,
-                 seeds=None, over_seeds: dict | None = None, processes: int = 1) -> dict:
+                 seeds=None, over_seeds: dict | None = None, processes: int = 1, runs=()) -> dict:
     "The `meta` object of `results.json`: how the numbers were made, what finished, the units, kept results."
     import torch
     budget = check_budget(budget)
@@ -51,7 +56,7 @@ def results_meta(budget: str, seed: int, device, experiments, finished=(), faile
             "pending": [n for n in experiments if n not in finished and n not in (failed or {})],
             "seconds": {k: round(v, 1) for k, v in (seconds or {}).items()}, "figures": list(figures),
             "stale_files": list(stale), "started": started or now, "updated": now, "units": UNITS,
-            "earlier": dict(earlier or {}), "over_seeds": dict(over_seeds or {})}
+            "earlier": dict(earlier or {}), "over_seeds": dict(over_seeds or {}), "runs": list(runs)}
 
 _RUN_KEYS = ("budget", "seed", "device", "torch", "symmetries", "python", "machine", "started")
 
@@ -195,6 +200,13 @@ def _digits_section(table: dict, meta: dict, ref: dict, symmetry: dict) -> list[
                f"and its best quarter turn on {_fmt(symmetry['lift_quarter_turn'], pct=True)} %; the group layers hold "
                f"the joint action of C4 on at least {_fmt(symmetry['group_c4_match'], pct=True)} % (100 % = C4 "
                "exactly; copies of one rotation score low).", ""]
+    if symmetry.get("quarter_turn_consistency"):
+        md += ["Predictions unchanged by quarter turns (the share of the test digits that each network puts in one "
+               "class in all four orientations): "
+               + ", ".join(f"{m.upper()} {_fmt(v, pct=True)} %"
+                           for m, v in symmetry["quarter_turn_consistency"].items())
+               + ". The GCNN is invariant by construction, the WSCNN as far as its learned R_g are C4, the CNN only "
+               "as far as the rotated training batches taught it.", ""]
     return md
 
 def _run_section(meta: dict) -> list[str]:

@@ -134,6 +134,7 @@ class _Job:
         self.out, self.budget, self.only, self.seeds, self.device = out, budget, only, seeds, device
         self.quiet, self.kept, self.rank, self.world = quiet, kept, rank, world
         self.done = {}                    # (name, seed) -> {"numbers", "details", "seconds"} or {"error", "seconds"}
+        self.ran = []                     # (name, seed, process, seconds) of each run, every process's once gathered
         self.figures, self.drawn = [], set()
         self.started = datetime.datetime.now().isoformat(timespec="seconds")
         self.kept_figures = {f for _, m in kept.values() for f in m.get("figures", ())}
@@ -166,12 +167,18 @@ class _Job:
         meta = results_meta(self.budget, self.seeds[0], self.device, self.only, finished=list(results), failed=failed,
                             seconds=seconds, figures=self.figures, status=status, started=self.started,
                             stale=self.stale(), earlier={n: m for n, (_, m) in self.kept.items()}, seeds=self.seeds,
-                            over_seeds=over, processes=self.world)
+                            over_seeds=over, processes=self.world, runs=self.runs())
         numbers = {n: r for n, (r, _) in self.kept.items()} | results
         # what the WSCNN found
         if details.get("rotated_digits"): meta["rotated_digits_symmetry"] = details["rotated_digits"]
         if self.rank == 0: write_results(self.out, {**numbers, "meta": meta}, details)
         return {**numbers, "meta": meta}
+
+    def runs(self) -> list[dict]:
+        "meta's `runs`: each run made so far with the process that made it, in the order of `only` and `seeds`."
+        order = {(n, s): i for i, (n, s) in enumerate((n, s) for n in self.only for s in self.seeds)}
+        return [{"experiment": n, "seed": s, "process": p, "seconds": round(t, 1)}
+                for n, s, p, t in sorted(self.ran, key=lambda r: (order.get(r[:2], len(order)), r[2]))]
 
     def draw(self, name: str):
         "Rank 0 draws experiment `name`'s figures once, from the first seed's run."
@@ -196,6 +203,7 @@ def _run_one(job: _Job, name: str, seed: int, tag: str):
         if not job.quiet: traceback.print_exc()
         job.say(f"{tag} FAILED: {job.done[(name, seed)]['error']}")
     job.done[(name, seed)]["seconds"] = time.time() - t0
+    job.ran.append((name, seed, job.rank, job.done[(name, seed)]["seconds"]))
     if "numbers" in job.done[(name, seed)]:
         job.draw(name)
         job.say(f"{tag} done in {format_duration(job.done[(name, seed)]['seconds'])}")
@@ -221,7 +229,10 @@ def _exchange(job: _Job):
     import torch.distributed as dist
     from symmetries.distributed import all_gather_objects
     group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
-    for share in all_gather_objects(job.done, group=group): job.done.update(share)
+    # every process's list of what it ran, so that a run made twice would show twice
+    shares = all_gather_objects((job.done, job.ran), group=group)
+    job.ran = [r for _, ran in shares for r in ran]
+    for done, _ in shares: job.done.update(done)
     for name in job.only: job.draw(name)
 
 def _finish(job: _Job) -> dict:
