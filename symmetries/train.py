@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #b6669cfe
 from __future__ import annotations
-import math, os, random, time
+import contextlib, errno, io, math, os, random, time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,7 +21,8 @@ from .utils import default_device, model_device, set_seed, progress, markdown_ta
 
 # %% auto #0
 __all__ = ['AMP_DTYPES', 'representation_parameters', 'parameter_groups', 'count_parameters', 'batches', 'accuracy', 'evaluate',
-           'History', 'save_checkpoint', 'CheckpointError', 'load_checkpoint', 'NonFiniteLossError', 'fit']
+           'History', 'CheckpointWriteError', 'save_checkpoint', 'CheckpointError', 'load_checkpoint',
+           'NonFiniteLossError', 'fit']
 
 # %% ../nbs/11_train.ipynb #75ddfe22
 def representation_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -161,10 +162,29 @@ def _set_rng_state(s: dict, cuda_device: torch.device | None = None):
     if s.get("cuda_device") is not None and cuda_device is not None:
         torch.cuda.set_rng_state(s["cuda_device"], cuda_device)
 
+class CheckpointWriteError(OSError):
+    "A checkpoint that could not be written (a full disk, no permission, ...); the previous one at that path is intact."
+
+def _write_file(path: str, data: bytes):
+    "Write `data` to `path` and flush it to the disk, so that a full disk shows here and not at the rename."
+    with open(path, "wb") as f:
+        f.write(data); f.flush(); os.fsync(f.fileno())
+
 def save_checkpoint(path: str, **state):
-    "Write `state` (tensors, state dicts, plain Python) to `path` atomically (write, then rename)."
+    "Write `state` (tensors, state dicts, plain Python) to `path` atomically; `CheckpointWriteError` if it cannot."
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"; torch.save(state, tmp); os.replace(tmp, path)
+    # serialised in memory first: a failing disk then raises Python's OSError with its errno, not torch's zip-writer
+    # error, and the file on disk is only ever replaced by a complete one
+    buffer = io.BytesIO(); torch.save(state, buffer)
+    tmp = f"{path}.tmp"
+    try: _write_file(tmp, buffer.getbuffer()); os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError): os.remove(tmp)
+        cause = e.strerror or str(e)
+        if e.errno == errno.ENOSPC: cause += " (the disk is full: free some space, or write checkpoints elsewhere)"
+        kept = "is unchanged" if os.path.exists(path) else "did not exist before"
+        raise CheckpointWriteError(e.errno, f"could not write the checkpoint {path}: {cause}; the checkpoint at that "
+                                   f"path {kept}, and no temporary file is left") from None
 
 class CheckpointError(RuntimeError):
     "A checkpoint file that exists but cannot be read back (truncated, overwritten, or not a checkpoint)."
