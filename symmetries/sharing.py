@@ -5,18 +5,20 @@
 # %% ../nbs/03_sharing.ipynb #0b73423a
 from __future__ import annotations
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .checks import check_int, check_int_tuple
-from .groups import Group, matrices_to_perms
+from .groups import Group, describe_group, matrices_to_perms, perms_to_matrices
 
 # %% auto #0
 __all__ = ['conv1d_sharing_matrix', 'plot_sharing', 'orbits', 'sharing_labels', 'group_sharing_matrix', 'SharingLinear',
            'sharing_linear', 'is_sharing_parameter', 'sharing_parameters', 'filter_parameters', 'group_average',
-           'SharingConv1d', 'SharingConv2d']
+           'SharingConv1d', 'SharingConv2d', 'principal_angles', 'kernel_map', 'random_kernel_maps', 'generated_group',
+           'augmentation_matrices', 'invariant_sharing', 'KernelSharing', 'augmentation_sharing']
 
 # %% ../nbs/03_sharing.ipynb #957d0edc
 def conv1d_sharing_matrix(in_features: int, kernel_size: int, circular: bool = False) -> torch.Tensor:
@@ -259,3 +261,146 @@ class SharingConv1d(_SharingConvNd):
 class SharingConv2d(_SharingConvNd):
     "MSR conv layer (2D): weight = (U_out ⊗ U_in ⊗ U_kernel) v, factors identity-initialised; input (B, C, H, W)."
     _nd = 2
+
+# %% ../nbs/03_sharing.ipynb #cdb42164
+def principal_angles(A: torch.Tensor, B: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
+    "Principal angles (radians, ascending) between the column spaces of `A` (n, a) and `B` (n, b)."
+    if not (isinstance(A, torch.Tensor) and isinstance(B, torch.Tensor)) or A.ndim != 2 or B.ndim != 2 \
+            or A.shape[0] != B.shape[0]:
+        raise ValueError(f"A and B must be matrices (n, a) and (n, b) with the same n, got "
+                         f"{tuple(getattr(A, 'shape', ()))} and {tuple(getattr(B, 'shape', ()))}")
+    def basis(M):   # an orthonormal basis of the column space; the SVD also handles rank-deficient matrices
+        Q, s, _ = torch.linalg.svd(M.detach().double().cpu(), full_matrices=False)
+        return Q[:, s > tol * s.max()] if s.numel() and s.max() > 0 else Q[:, :0]
+    cos = torch.linalg.svdvals(basis(A).T @ basis(B)).clamp(-1, 1)
+    return torch.arccos(cos).sort().values.float()
+
+# %% ../nbs/03_sharing.ipynb #fd7ea4af
+def kernel_map(kernel_size: int, angle: float = 0., flip: bool = False, scale=(1., 1.)) -> torch.Tensor:
+    "(k², k²) matrix of `w ↦ w∘L` on k×k kernels, L = scale·rotation(`angle`°)·flip: bilinear, zero outside."
+    k = check_int(kernel_size, "kernel_size")
+    sx, sy = (scale, scale) if isinstance(scale, (int, float)) else scale
+    a, f = math.radians(angle), -1. if flip else 1.
+    # the linear part of `symmetries.tasks.augment_images`: output position -> where it reads
+    L = torch.tensor([[sx * math.cos(a) * f, -sx * math.sin(a)], [sy * math.sin(a) * f, sy * math.cos(a)]],
+                     dtype=torch.float64)
+    r = (k - 1) / 2
+    ii, jj = torch.meshgrid(torch.arange(k), torch.arange(k), indexing="ij")
+    src = torch.stack([jj.flatten() - r, ii.flatten() - r], 1).double() @ L.T + r   # (x, y) read, in grid units
+    src = torch.where((src - src.round()).abs() < 1e-9, src.round(), src)          # cos 90° is 6e-17, not 0
+    A = torch.zeros(k * k, k * k, dtype=torch.float64)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            xs, ys = src[:, 0].floor() + dx, src[:, 1].floor() + dy
+            w = (1 - (src[:, 0] - xs).abs()) * (1 - (src[:, 1] - ys).abs())
+            inside = (xs >= 0) & (xs < k) & (ys >= 0) & (ys < k) & (w > 0)
+            A[torch.arange(k * k)[inside], (ys[inside] * k + xs[inside]).long()] += w[inside]
+    return A.float()
+
+def random_kernel_maps(kernel_size: int, n: int, scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3), max_angle: float = 30.,
+                       flip: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    "`n` kernel maps (n, k², k²) of augmentations drawn as `augment_images` draws them (crop, flip, rotation)."
+    n = check_int(n, "n")
+    u = lambda lo, hi: (torch.rand(n, generator=generator, dtype=torch.float64) * (hi - lo) + lo).tolist()
+    area, log_ratio, angle = u(*scale), u(math.log(ratio[0]), math.log(ratio[1])), u(-max_angle, max_angle)
+    flips = (torch.rand(n, generator=generator) < 0.5).tolist() if flip else [False] * n
+    # a crop of area a and aspect ratio e^lr zooms by (sqrt(a e^lr), sqrt(a / e^lr)), at most 1 (inside the image)
+    return torch.stack([kernel_map(kernel_size, t, fl, (min(1., math.sqrt(a * math.exp(lr))),
+                                                        min(1., math.sqrt(a / math.exp(lr)))))
+                        for a, lr, t, fl in zip(area, log_ratio, angle, flips)])
+
+# %% ../nbs/03_sharing.ipynb #82755f04
+def generated_group(generators, max_order: int = 10_000) -> Group:
+    "The group of all products of the permutations `generators` (A, n), identity first, named by its structure."
+    gens = torch.as_tensor(generators)
+    if gens.ndim != 2 or gens.dtype.is_floating_point or gens.dtype == torch.bool or \
+            not (gens.sort(-1).values == torch.arange(gens.shape[-1])).all():
+        raise ValueError(f"generators must be an integer tensor (A, n) of permutations of range(n), got "
+                         f"{gens.dtype} {tuple(gens.shape)}")
+    max_order = check_int(max_order, "max_order")
+    ident = tuple(range(gens.shape[1]))
+    seen, frontier, gl = {ident: 0}, [ident], gens.tolist()
+    while frontier:                                         # breadth first: every new element times every generator
+        new = []
+        for e in frontier:
+            for g in gl:
+                c = tuple(g[j] for j in e)                  # first e, then g
+                if c in seen: continue
+                if len(seen) >= max_order:
+                    raise ValueError(f"the generators make a group of more than max_order={max_order} elements")
+                seen[c] = len(seen); new.append(c)
+        frontier = new
+    g = Group(torch.tensor(list(seen)), name="G")
+    g.name = describe_group(g).split(" ")[0]
+    return g
+
+def augmentation_matrices(augmentations, kernel_size: int) -> torch.Tensor:
+    "(A, k², k²) maps on flattened k×k kernels from a `Group`, (A, k², k²) matrices, (A, k²) permutations or a list."
+    k = check_int(kernel_size, "kernel_size"); d = k * k
+    if isinstance(augmentations, Group): augmentations = augmentations.matrices()
+    if isinstance(augmentations, torch.Tensor):
+        if augmentations.ndim == 2 and not augmentations.is_floating_point():        # permutations (A, k²)
+            augmentations = perms_to_matrices(augmentations)
+        augmentations = list(augmentations)
+    if not isinstance(augmentations, (list, tuple)) or not augmentations:
+        raise TypeError(f"augmentations must be a Group, a tensor or a non-empty list of matrices and functions on "
+                        f"(N, k, k) kernels, got {type(augmentations).__name__}")
+    basis = torch.eye(d).reshape(d, k, k)
+    mats = []
+    for i, a in enumerate(augmentations):
+        # a function's matrix: column j is the image of the j-th basis kernel
+        M = a(basis).reshape(d, d).T if callable(a) else torch.as_tensor(a, dtype=torch.float32)
+        if M.shape != (d, d):
+            raise ValueError(f"augmentations[{i}] must act on {d} kernel positions (a ({d}, {d}) matrix or a "
+                             f"function on (N, {k}, {k}) kernels), got shape {tuple(M.shape)}")
+        mats.append(M.float())
+    return torch.stack(mats)
+
+def _is_permutation(M: torch.Tensor, atol: float = 1e-6) -> bool:
+    "True when the square matrix `M` is a permutation matrix (to `atol`)."
+    ones = (M - 1).abs() <= atol
+    return bool(((M.abs() <= atol) | ones).all() and (ones.sum(0) == 1).all() and (ones.sum(1) == 1).all())
+
+# %% ../nbs/03_sharing.ipynb #6ce468ee
+def invariant_sharing(g: Group) -> torch.Tensor:
+    "U (n, orbits) of the vectors on g's n points that g leaves unchanged: `group_sharing_matrix` with one output."
+    if not isinstance(g, Group): raise TypeError(f"g must be a Group, got {type(g).__name__}")
+    point = Group(torch.zeros(g.order, 1, dtype=torch.long), name=f"{g.name} on a point", table=g.table)
+    return group_sharing_matrix(point, g)
+
+@dataclass
+class KernelSharing:
+    "The sharing of k×k kernels that bakes in augmentations: `U` (k², r) spans the kernels they (nearly) keep."
+    U: torch.Tensor                 # (k², r): one 0/1 column per orbit when exact, orthonormal columns otherwise
+    exact: bool                     # every augmentation permutes the kernel positions
+    group: Group | None             # the group they generate (exact case only)
+    errors: torch.Tensor            # (A,) for each augmentation, the largest ||A w - w|| / ||w|| over w in span(U)
+    spectrum: torch.Tensor          # (k²,) RMS relative change sqrt(E ||A w - w||²) of each eigen-kernel, ascending
+
+    @property
+    def rank(self) -> int: "Filter parameters per kernel (columns of U)."; return self.U.shape[1]
+    def projector(self) -> torch.Tensor:
+        "(k², k²) orthogonal projection onto span(U), e.g. the kernel factor of `SharingConv2d.set_factors`."
+        Q = torch.linalg.qr(self.U.double())[0]
+        return (Q @ Q.T).float()
+
+def augmentation_sharing(augmentations, kernel_size: int, rank: int | None = None, tol: float = 0.1,
+                         max_order: int = 10_000) -> KernelSharing:
+    "Sharing of k×k kernels baking in `augmentations`: exact (their group's orbits) when they permute positions."
+    A = augmentation_matrices(augmentations, kernel_size)
+    d = A.shape[-1]
+    D = A.double() - torch.eye(d, dtype=torch.float64)
+    evals, evecs = torch.linalg.eigh((D.transpose(1, 2) @ D).mean(0))           # E ||A w - w||² = wᵀ M w
+    spectrum = evals.clamp(min=0).sqrt().float()
+    if all(_is_permutation(M) for M in A):
+        g = generated_group(torch.stack([M.round().argmax(0) for M in A]), max_order)   # M[perm[j], j] = 1
+        return KernelSharing(invariant_sharing(g), True, g, torch.zeros(len(A)), spectrum)
+    if rank is None:
+        rank = int((spectrum <= tol).sum())
+        if rank == 0:
+            raise ValueError(f"no kernel changes by at most tol={tol} (RMS, relative) under these augmentations; "
+                             f"the least change is {spectrum[0]:.3f}: raise tol or give rank")
+    rank = check_int(rank, "rank", 1, d)
+    U = evecs[:, :rank]
+    U = U * torch.where(U.gather(0, U.abs().argmax(0, keepdim=True)) < 0, -1., 1.)   # a fixed sign per column
+    return KernelSharing(U.float(), False, None, torch.linalg.matrix_norm(D @ U, ord=2).float(), spectrum)
