@@ -22,6 +22,10 @@ import pytest
 
 from conftest import ROOT, run
 
+# one torchrun launch serves every test here: in one group, pytest-xdist (`--dist loadgroup`, as `make test` runs it)
+# sends them all to one worker, which launches it once
+pytestmark = pytest.mark.xdist_group("torchrun_scenarios")
+
 WORKER = textwrap.dedent('''
     import json, os, sys
     import torch, torch.nn as nn, torch.distributed as dist
@@ -147,9 +151,10 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reports(tmp_path_factory):
     "What each of the two ranks measured (one torchrun launch for every test in this file)."
+    # session scope: a module fixture is torn down whenever the worker's next test comes from another file
     out = tmp_path_factory.mktemp("ddp")
     script = out / "worker.py"; script.write_text(WORKER)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(out)]

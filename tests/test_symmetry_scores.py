@@ -96,6 +96,6 @@ def test_every_layer_starts_at_the_found_action():
     apply_symmetry(model, found)
     assert torch.equal(rounded_perms(lift), perms), (rounded_perms(lift), perms)
     for i, layer in enumerate(groups, 1):
-        assert torch.equal(rounded_perms(layer), joint_action(perms, table)), f"group layer {i} is not at the found action"
+        assert torch.equal(rounded_perms(layer), joint_action(perms, table)), f"group layer {i}: not the found action"
     # not vacuous: the layers started elsewhere (near the identity)
     assert all(not torch.equal(b, rounded_perms(layer)) for b, layer in zip(before, model.ws_layers()))
