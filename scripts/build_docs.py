@@ -70,6 +70,64 @@ def drop_output_file(cache):
             nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
 
 
+SHOW_DOC = re.compile(r"^(?:#\|[^\n]*\n)*show_doc\((\w+)\)\s*$")
+
+
+def _defined_at(source, name):
+    "Where `name` is defined in a module's source (def, class or assignment at the top level); None if nowhere."
+    m = re.search(rf"^(?:async def |def |class )?{re.escape(name)}\b", source, re.M)
+    return m.start() if m else None
+
+
+def _class_line(cls):
+    "`class Name(Base, ...):`, the line that stands for a class whose rendered constructor is (*args, **kwargs)."
+    bases = getattr(cls, "__orig_bases__", cls.__bases__)            # NamedTuple rather than tuple
+    return f"class {cls.__name__}({', '.join(getattr(b, '__name__', str(b)) for b in bases if b is not object)}):"
+
+
+def fix_show_docs(cache, nbs_path):
+    """Two fixes to the `show_doc` sections nbdev 2.4 writes into the processed notebooks.
+
+    - nbdev inserts the sections of one exported cell at the same place one after the other, so they come out in the
+      reverse of the cell's order: each run of consecutive sections is put back in the order of the module's source.
+    - fastcore writes every signature with `def`: a class gets `class Name(...)`, and a class whose constructor is
+      inherited (an exception, a list) is shown with its bases, `class Name(Base):`, rather than `(*args, **kwargs)`.
+    """
+    import importlib
+    modules = {page[:-len(".html")]: mod for mod, page in
+               ((m[:-len(".html")].replace("/", "."), p) for m, p in module_pages(nbs_path).items())}
+    for nb_path in sorted(cache.glob("*.ipynb")):
+        if nb_path.stem not in modules: continue
+        module = importlib.import_module(f"{get_config().lib_name}.{modules[nb_path.stem]}")
+        source = Path(module.__file__).read_text()
+        nb = json.loads(nb_path.read_text())
+        cells, changed = nb["cells"], False
+        name_of = lambda c: (m.group(1) if c["cell_type"] == "code" and (m := SHOW_DOC.match("".join(c["source"])))
+                             else None)
+        i = 0
+        while i < len(cells):
+            j = i
+            while j < len(cells) and name_of(cells[j]): j += 1
+            run = cells[i:j]
+            if len(run) > 1:
+                order = sorted(run, key=lambda c: (_defined_at(source, name_of(c)) is None,
+                                                   _defined_at(source, name_of(c)) or 0))
+                if order != run: cells[i:j] = order; changed = True
+            i = max(j, i + 1)
+        for c in cells:
+            name = name_of(c)
+            obj = getattr(module, name, None) if name else None
+            if not isinstance(obj, type): continue
+            for out in c.get("outputs", []):
+                for key in ("text/markdown", "text/plain"):
+                    if key not in out.get("data", {}): continue
+                    text = "".join(out["data"][key])
+                    new = text.replace(f"def {name}(", f"class {name}(")     # (a notebook processed before: no-op)
+                    new = new.replace(f"class {name}(\n    *args, **kwargs\n):", _class_line(obj))
+                    if new != text: out["data"][key] = new.splitlines(keepends=True); changed = True
+        if changed: nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+
+
 def relink(site, cfg, pages):
     "Point nbdev's links to the published site at the local pages."
     host = (cfg.doc_host + cfg.doc_baseurl).rstrip("/") + "/"
@@ -97,13 +155,20 @@ def vendor_katex(site):
 
 
 def build_readme(nbs_path):
-    "README.md from index.ipynb: markdown cells as they are, code cells fenced, their text outputs below."
+    """README.md from index.ipynb: markdown cells as they are, code cells fenced, their text outputs below.
+
+    A cell marked `#| echo: false` shows only its output, as on the site: its markdown output goes in as markdown (the
+    README's numbers that are read from recorded files come in this way).
+    """
     nb = json.loads((nbs_path / "index.ipynb").read_text())
     out = ["<!-- WARNING: generated from nbs/index.ipynb by scripts/build_docs.py --readme; edit the notebook -->", ""]
     for cell in nb["cells"]:
         src = "".join(cell["source"]).strip()
         # chapter links are relative to nbs/ in the notebook (and the site), to the repo root in the README
         if cell["cell_type"] == "markdown": out += [re.sub(r"\]\((\d\d_\w+\.ipynb)\)", r"](nbs/\1)", src), ""]
+        elif cell["cell_type"] == "code" and re.match(r"#\|\s*echo:\s*false", src):
+            shown = ["".join(o.get("data", {}).get("text/markdown", "")) for o in cell.get("outputs", [])]
+            out += [m.strip() + "\n" for m in shown if m.strip()]
         elif cell["cell_type"] == "code" and not src.startswith("#| hide"):
             out += ["```python", src, "```", ""]
             text = "".join("".join(o.get("text", "")) if o.get("output_type") == "stream" else
@@ -165,6 +230,7 @@ def build(cfg):
     write_sidebar(nbs_path)
     cache = proc_nbs(nbs_path, n_workers=1)
     drop_output_file(cache)
+    fix_show_docs(cache, nbs_path)
     site = cache / doc_path.name
     shutil.rmtree(site, ignore_errors=True)
     subprocess.run([sys.executable, CONSOLE, "smalldocs", "render", "--quiet", str(cache)], check=True)

@@ -2,7 +2,9 @@
 
 Besides "every page renders", each page is read the way a reader sees it: no raw TeX outside the formulas KaTeX
 typeset, no Python warnings or tracebacks in the cell outputs, no markdown pipe table printed as text, no show_doc
-docstring whose italics a `*` cut short, and a content column wide enough for code and display maths.
+docstring whose italics a `*` cut short, one H1 (the page's title), no code, output or table wider than the page, the
+API sections in the module's order with classes shown as classes, and a content column wide enough for code and
+display maths.
 """
 import functools, http.server, json, os, re, shutil, subprocess, sys, tempfile, threading, urllib.request
 from pathlib import Path
@@ -183,7 +185,19 @@ for (const h of main.querySelectorAll('.cell-output-markdown :is(h2, h3, h4)[id]
   const whole = em && em.tagName === 'EM' && p.firstChild === em && em.textContent.trim() === p.textContent.trim();
   if (!whole && (p.querySelector('em') || p.textContent.includes('*'))) docstrings.push(h.textContent.trim() + ': ' + clip(p.textContent, 100));
 }
-return {tex, warnings, pipes, docstrings};
+// 5. one H1, the page's title: a document shown on the page (a report) keeps its own headings below it
+const h1s = [...document.querySelectorAll('h1')].map(h => clip(h.textContent, 80));
+const headings = h1s.length > 1 ? h1s.slice(1) : [];
+// 6. text wider than the page: a code block, an output or a table that scrolls sideways or runs past the column
+const wide = [], right = main.getBoundingClientRect().right;
+for (const el of main.querySelectorAll('pre, table, .cell-output > *'))
+  if (el.scrollWidth > el.clientWidth + 2 || el.getBoundingClientRect().right > right + 2)
+    wide.push(clip(el.innerText.split('\n').sort((a, b) => b.length - a.length)[0] || '', 100));
+// 7. show_doc sections: classes written as functions (`def Error(*args, **kwargs)`)
+const classes = [];
+for (const code of main.querySelectorAll('.cell-output-markdown pre code'))
+  if (/^def [A-Z]\w*\(\s*\*args, \*\*kwargs\s*\):/.test(code.textContent.trim())) classes.push(clip(code.textContent, 60));
+return {tex, warnings, pipes, docstrings, headings, wide: [...new Set(wide)], classes};
 """
 _faults = {}
 
@@ -209,6 +223,9 @@ FAULTS = {
     "warnings": "Python warnings or tracebacks in the saved outputs",
     "pipes": "markdown tables printed as text (display(Markdown(...)) shows them as tables)",
     "docstrings": "show_doc docstrings whose italics a `*` broke (write k*k as `k*k` or k·k)",
+    "headings": "H1 headings besides the page's title (a shown document's own title: move its headings down)",
+    "wide": "code, outputs or tables wider than the page (print a table or a figure, or wrap the lines)",
+    "classes": "classes shown as functions `def X(*args, **kwargs)` (scripts/build_docs.py fix_show_docs)",
 }
 
 
@@ -236,6 +253,12 @@ SAMPLE = r"""<!doctype html><html><body><main class="content">
 <div class="cell-output cell-output-stdout"><pre><code>| toy | seconds |
 |---|---|
 | shifts | 3 |</code></pre></div>
+<h1>symmetries_reproduce: results (budget `tiny`)</h1>
+<div class="cell-output cell-output-stdout"><pre><code>seed 0: LONG_LINE</code></pre></div>
+<div class="cell-output cell-output-display cell-output-markdown"><hr><h3 id="Oops">Oops</h3>
+<div class="sourceCode"><pre><code>def Oops(
+    *args, **kwargs
+):</code></pre></div><p><em>An exception.</em></p></div>
 <div class="cell-output cell-output-display cell-output-markdown"><hr><h3 id="rotation_group">rotation_group</h3>
 <div class="sourceCode"><pre><code>def rotation_group(k)</code></pre></div><p><em>C4 on the k</em>k pixels of a grid.*</p></div>
 </main></body></html>"""
@@ -243,7 +266,7 @@ SAMPLE = r"""<!doctype html><html><body><main class="content">
 
 def test_fault_checks_on_a_sample_page(browser, tmp_path):
     # the checks flag each planted fault once, and nothing of the legitimate content around them
-    (tmp_path / "sample.html").write_text(SAMPLE)
+    (tmp_path / "sample.html").write_text(SAMPLE.replace("LONG_LINE", "x" * 400))   # an output line wider than the page
     browser.get((tmp_path / "sample.html").as_uri())
     f = browser.execute_script(FAULTS_JS, True)
     assert len(f["tex"]) == 3, f["tex"]
@@ -251,6 +274,12 @@ def test_fault_checks_on_a_sample_page(browser, tmp_path):
     assert len(f["warnings"]) == 2 and "UserWarning" in f["warnings"][0] and "Traceback" in f["warnings"][1], f["warnings"]
     assert f["pipes"] == ["| toy | seconds |"], f["pipes"]
     assert len(f["docstrings"]) == 1 and f["docstrings"][0].startswith("rotation_group: C4 on the kk pixels"), f["docstrings"]
+    assert f["headings"] == [], f["headings"]       # the sample's one H1 is its title...
+    browser.execute_script("document.body.insertAdjacentHTML('afterbegin', '<h1>Title</h1>')")
+    f = browser.execute_script(FAULTS_JS, True)       # ...and with a title above it, the report's H1 is a stray one
+    assert f["headings"] == ["symmetries_reproduce: results (budget `tiny`)"], f["headings"]
+    assert len(f["wide"]) == 1 and f["wide"][0].startswith("seed 0: xxx"), f["wide"]
+    assert len(f["classes"]) == 1 and f["classes"][0].startswith("def Oops("), f["classes"]
 
 
 def test_build_has_no_warnings(build):
