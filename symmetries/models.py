@@ -155,11 +155,14 @@ PAPER_INIT = dict(lift_init_mode="rand", init_mode="rand")
 "The paper's initialisation (also the layers' default): every R_g starts near the flat matrix 1/d."
 
 class GCNN(WSCNN):
-    "C4-GCNN for MNIST: `WSCNN` with the fixed ground-truth C4 representations (exactly rotation invariant)."
+    "GCNN for MNIST: `WSCNN` with fixed permutations of a group of kernel positions (C4 by default): exactly invariant."
     def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 5,
-                 num_hidden: int = 4, padding: int = 0, pool: str = "mean"):
-        super().__init__(in_channels, num_classes, hidden_channels, kernel_size, num_hidden, group_size=4,
-                         representations="c4", padding=padding, pool=pool)
+                 num_hidden: int = 4, padding: int = 0, pool: str = "mean", group: str | Group = "c4"):
+        # any group of the k×k positions (e.g. a mirror, D4), as a Group: |G| kernel copies, one per element
+        if not isinstance(group, (str, Group)): raise TypeError(f"group must be 'c4' or a Group, got {type(group).__name__}")
+        size = 4 if isinstance(group, str) else group.order
+        super().__init__(in_channels, num_classes, hidden_channels, kernel_size, num_hidden, group_size=size,
+                         representations=group, padding=padding, pool=pool)
 
 # %% ../nbs/07_models.ipynb #921e5811
 def _instance_norm(x): return F.layer_norm(x, x.shape[2:])      # per sample and channel, over (G,) H, W
