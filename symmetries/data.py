@@ -17,9 +17,10 @@ from .groups import cyclic_group, rotation_group, cube_rotation_group, perms_to_
 
 # %% auto #0
 __all__ = ['MNIST_VARIANTS', 'MNIST_MEAN', 'MNIST_STD', 'CIFAR_MEAN', 'CIFAR_STD', 'ToyData', 'symmetry_toy', 'shift_toy',
-           'rotation_toy', 'cube_c4xc4_perms', 'cube_toy', 'rotate_images', 'scale_images', 'transform_digits',
-           'offline_digits', 'mnist_tensors', 'mnist_variant', 'digit_augmentation', 'write_mnist_fixture',
-           'cifar10_tensors', 'cifar10_data', 'random_hflip', 'fake_cifar10', 'write_cifar10_fixture']
+           'rotation_toy', 'cube_c4xc4_perms', 'cube_toy', 'rotate_images', 'scale_images', 'mirror_images',
+           'transform_digits', 'offline_digits', 'mnist_tensors', 'mnist_variant', 'digit_augmentation',
+           'write_mnist_fixture', 'cifar10_tensors', 'cifar10_data', 'random_hflip', 'fake_cifar10',
+           'write_cifar10_fixture']
 
 # %% ../nbs/08_data.ipynb #9e0ac955
 @dataclass
@@ -84,7 +85,8 @@ def cube_toy(mode: str = "equivariant", partial: bool = False, k: int = 3, **kwa
 
 # %% ../nbs/08_data.ipynb #fc0f5f83
 MNIST_VARIANTS = {"plain": None, "rotated": ("rotate", 0., 360.), "partial90": ("rotate", 0., 90.),
-                  "partial180": ("rotate", 0., 180.), "scaled": ("scale", 0.3, 1.0)}
+                  "partial180": ("rotate", 0., 180.), "scaled": ("scale", 0.3, 1.0), "flipped": ("flip", 0., 0.),
+                  "rotated+flipped": ("rotate_flip", 0., 360.)}
 
 def _check_images(x, name="x"):
     if not isinstance(x, torch.Tensor) or x.ndim != 4: raise ValueError(f"{name} must be a tensor (N, C, H, W), got "
@@ -112,16 +114,29 @@ def scale_images(x: torch.Tensor, factors: torch.Tensor | float) -> torch.Tensor
     theta = torch.stack([torch.stack([1 / f, z, z], -1), torch.stack([z, 1 / f, z], -1)], 1)
     return _affine(x, theta)
 
+def mirror_images(x: torch.Tensor, flip: torch.Tensor | bool) -> torch.Tensor:
+    "Flip images (N, C, H, W) left–right where `flip` (scalar or (N,) bools) is True."
+    _check_images(x)
+    flip = torch.as_tensor(flip, dtype=torch.bool, device=x.device).expand(len(x))
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+def _random_variant(x: torch.Tensor, kind: str, lo: float, hi: float, generator: torch.Generator | None):
+    "One random draw of the variant's transformation per image: an angle or a zoom in [lo, hi], then a coin for flips."
+    out = x
+    if kind != "flip":   # a CPU generator drives every device: the same draws wherever the images are
+        u = (torch.rand(len(x), generator=generator, device="cpu") * (hi - lo) + lo).to(x.device)
+        out = scale_images(x, u) if kind == "scale" else rotate_images(x, u)
+    if kind in ("flip", "rotate_flip"):
+        out = mirror_images(out, (torch.rand(len(x), generator=generator, device="cpu") < 0.5).to(x.device))
+    return out
+
 def transform_digits(x: torch.Tensor, variant: str = "rotated", seed: int = 0) -> torch.Tensor:
-    "Apply the MNIST `variant` (a key of `MNIST_VARIANTS`) with one random angle / zoom per image."
+    "Apply the MNIST `variant` (a key of `MNIST_VARIANTS`) with one random angle / zoom / flip per image."
     if variant not in MNIST_VARIANTS:
         raise ValueError(f"variant must be one of {list(MNIST_VARIANTS)}, got {variant!r}")
     _check_images(x)
     if MNIST_VARIANTS[variant] is None: return x.clone()
-    kind, lo, hi = MNIST_VARIANTS[variant]
-    # same draws on any device
-    u = torch.rand(len(x), generator=torch.Generator().manual_seed(seed), device="cpu") * (hi - lo) + lo
-    return rotate_images(x, u) if kind == "rotate" else scale_images(x, u)
+    return _random_variant(x, *MNIST_VARIANTS[variant], torch.Generator().manual_seed(seed))
 
 # %% ../nbs/08_data.ipynb #fa90d4f5
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -201,16 +216,12 @@ def mnist_variant(variant: str = "rotated", source: str = "torchvision", root: s
     return TensorDataset(xtr, ytr), TensorDataset(xte, yte)
 
 def digit_augmentation(variant: str = "rotated", normalize: bool = True):
-    "`fit(augment=...)` callable: a fresh random angle / zoom of the MNIST `variant` for every image of every batch."
+    "`fit(augment=...)` callable: a fresh random angle / zoom / flip of the MNIST `variant` for every image of every batch."
     if variant not in MNIST_VARIANTS or MNIST_VARIANTS[variant] is None:
         raise ValueError(f"variant must be one of {[v for v, t in MNIST_VARIANTS.items() if t]}, got {variant!r}")
-    kind, lo, hi = MNIST_VARIANTS[variant]
     background = -MNIST_MEAN / MNIST_STD if normalize else 0.0    # what an empty pixel is after normalisation
-    transform = rotate_images if kind == "rotate" else scale_images
     def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        # a CPU generator drives every device
-        u = torch.rand(len(x), generator=generator, device="cpu") * (hi - lo) + lo
-        return transform(x - background, u.to(x.device)) + background
+        return _random_variant(x - background, *MNIST_VARIANTS[variant], generator) + background
     return augment
 
 # %% ../nbs/08_data.ipynb #6c06c715
