@@ -11,7 +11,7 @@ from .tasks import SYNTHETIC_PROBLEMS, make_tasks
 from .utils import set_seed, resolve_config
 
 # %% auto #0
-__all__ = ['CONFIGS', 'AUTHORS_CODE_MSE', 'run_synthetic_table']
+__all__ = ['CONFIGS', 'AUTHORS_CODE_MSE', 'AUTHORS_CODE_SOURCE', 'run_synthetic_table']
 
 # %% ../nbs/20_msr_synthetic.ipynb #d5f2dcac
 CONFIGS = {
@@ -33,7 +33,13 @@ AUTHORS_CODE_MSE = {
     "rank2": {"maml_fc": 2.00, "maml_lc": 1.92, "maml_conv": 0.517, "msr_fc": 0.476},
     "rank5": {"maml_fc": 0.89, "maml_lc": 0.84, "maml_conv": 0.346, "msr_fc": 0.287},
 }
-"Meta-test MSEs of the MSR authors' code at the paper's budget, recorded 2026-11-25 (not regenerated here)."
+"Meta-test MSEs of the MSR authors' code at the paper's budget (where they come from: `AUTHORS_CODE_SOURCE`)."
+AUTHORS_CODE_SOURCE = (
+    "the meta-test MSEs that the MSR authors' public code (github.com/AllanYangZhou/metalearning-symmetries) reached "
+    "at the paper's budget of 1,000 outer steps x 32 tasks, recorded with chapter 20 on 2026-11-25; the command and "
+    "machine of that run were not recorded, and nothing in this repository regenerates them; not numbers copied from "
+    "the paper")
+"Where `AUTHORS_CODE_MSE` comes from, in the words every page that shows it uses."
 
 # %% ../nbs/20_msr_synthetic.ipynb #273c6907
 def run_synthetic_table(ranks=(1, 2, 5), models=SYNTHETIC_MODELS, config: str | dict = "fast",
