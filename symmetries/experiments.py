@@ -4,11 +4,12 @@
 
 # %% ../nbs/40_experiments.ipynb #ee28dec8
 from __future__ import annotations
+from pathlib import Path
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'BUDGETS', 'CPU_SECONDS', 'CPU_SECONDS_SOURCE', 'RUNNERS', 'check_budget', 'experiment_config',
            'format_duration', 'reference_numbers', 'run_msr_synthetic', 'run_ws_shift_toy', 'quarter_turn_consistency',
-           'run_rotated_digits', 'report_details']
+           'run_rotated_digits', 'report_details', 'fast_expectations', 'fast_expectations_markdown']
 
 # %% ../nbs/40_experiments.ipynb #dec03d04
 EXPERIMENTS = ("msr_synthetic", "ws_shift_toy", "rotated_digits")
@@ -44,8 +45,7 @@ CPU_SECONDS_SOURCE = {
              "2 cores, 2 torch threads, torch 2.14.1+cu130; the machine was shared (load average 6.2 on its 2 cores), "
              "so these are upper bounds"),
     "fast": ("`python bench/bench_reproduce.py --budget fast --device cpu` on 2026-12-01: Intel(R) Xeon(R) Processor, "
-             "2 cores, 2 torch threads, torch 2.14.1+cu130, an otherwise idle machine (load average 0.27 before); "
-             "3 min 51 s in all"),
+             "2 cores, 2 torch threads, torch 2.14.1+cu130, an otherwise idle machine (load average 0.27 before)"),
     "paper": "not measured as a whole: msr_synthetic and ws_shift_toy differ from `fast` only in their schedules and "
              "take about as long; rotated_digits is extrapolated from the time per training step of its three networks "
              "at batch 64 on the same CPU (about 11 days)"}
@@ -61,18 +61,14 @@ def format_duration(seconds: float) -> str:
 # %% ../nbs/40_experiments.ipynb #a5a7933b
 def reference_numbers() -> dict:
     "The numbers that `results.md` shows next to ours (accuracies as fractions), each experiment's with its source."
-    from symmetries.msr_synthetic import AUTHORS_CODE_MSE
+    from symmetries.msr_synthetic import AUTHORS_CODE_MSE, AUTHORS_CODE_SOURCE
     from symmetries.ws_mnist import PAPER_RESULTS
     digits = PAPER_RESULTS["rotated"]
     return {
-        "msr_synthetic": {"source": "the MSR authors' own code (github.com/AllanYangZhou/metalearning-symmetries) run "
-                                    "at the paper's budget of 1,000 outer steps x 32 tasks on this project's 2-core "
-                                    "CPU machine class (torch 2.14); not numbers copied from the paper",
-                          **AUTHORS_CODE_MSE},
+        "msr_synthetic": {"source": AUTHORS_CODE_SOURCE, **AUTHORS_CODE_MSE},
         "rotated_digits": {"source": "WSCNN paper (van der Linden et al., NeurIPS 2024), Table 1: rotated MNIST, 100 "
-                                     "epochs; its WSCNN row is WSCNN + norm",
-                           **{m: round(digits[t] / 100, 4) for m,
-                              t in (("cnn", "cnn"), ("gcnn", "gcnn"), ("wscnn", "wscnn+norm"))}},
+                                     "epochs",
+                           **{m: round(digits[m] / 100, 4) for m in ("cnn", "gcnn", "wscnn+norm")}},
     }
 
 # %% ../nbs/40_experiments.ipynb #10a48118
@@ -116,6 +112,7 @@ def run_rotated_digits(seed: int = 0, device=None, config: dict | str = "fast", 
     "Rotated digits: test accuracies of CNN, GCNN and WSCNN (same seed), the symmetry found, quarter-turn consistency."
     from symmetries.data import mnist_variant
     from symmetries.utils import progress, resolve_config
+    from symmetries.groups import rotation_group
     from symmetries.ws_mnist import run_digits, regularizer_for, CONFIGS
     cfg = resolve_config(CONFIGS, config, kwargs)
     # the test digits that run_digits evaluates on (augment=True: the training images are left as they are)
@@ -127,11 +124,17 @@ def run_rotated_digits(seed: int = 0, device=None, config: dict | str = "fast", 
                        **kwargs)[model]
         out[model] = float(r["accuracy"])
         details["quarter_turn_consistency"][model] = quarter_turn_consistency(r["model"], test.tensors[0])
-        if model == "wscnn":          # `symmetries.analysis.c4_match` of its layers after training: lifting layer first
-            lift, *group = r["c4_match"]
-            details.update(lift_c4_match=lift["C4"], lift_quarter_turn=lift["quarter_turn"],
-                           group_c4_match=min(m["C4"] for m in group) if group else None)
-            details["symmetry"] = r["discovered"].describe()
+        if model == "wscnn":
+            found = r["discovered"]
+            details.update(symmetry=found.describe(), discovered=found.name(), order=found.order,
+                           contains_c4=found.contains(rotation_group(cfg["kernel_size"])))
+            if "group_match" in r:     # each layer's rounded R_g against the discovered group: lifting layer first
+                lift, *group = r["group_match"]
+                details.update(lift_group_match=lift, group_group_match=min(group) if group else None)
+            if "c4_match" in r:        # `symmetries.analysis.c4_match`, where the WSCNN has |G| = 4
+                lift, *group = r["c4_match"]
+                details.update(lift_c4_match=lift["C4"], lift_quarter_turn=lift["quarter_turn"],
+                               group_c4_match=min(m["C4"] for m in group) if group else None)
             details["regularizer"] = ("none" if regularizer_for("wscnn", cfg) is None else
                                       f"normalisation weight {cfg['norm_weight']}")
     return out, details
@@ -143,3 +146,75 @@ def report_details(name: str, details: dict) -> dict:
     if name == "ws_shift_toy": return {mode: {"R": res["R"].detach().cpu()} for mode, res in details.items()}
     if name == "rotated_digits": return dict(details)
     return {}
+
+# %% ../nbs/40_experiments.ipynb #c49d2842
+_ORDER_NAMES = {"maml_fc": "MAML-FC", "maml_lc": "MAML-LC", "maml_conv": "MAML-Conv", "msr_fc": "MSR-FC", "cnn": "CNN",
+                "gcnn": "GCNN", "wscnn": "WSCNN"}
+
+def _orderings(per_seed: list, lower_is_better: bool) -> dict:
+    "{'A < B < C': number of seeds} over `per_seed` ({name: number} per seed), best first."
+    out = {}
+    for numbers in per_seed:
+        names = sorted(numbers, key=numbers.get, reverse=not lower_is_better)
+        key = (" < " if lower_is_better else " > ").join(_ORDER_NAMES.get(n, n) for n in names)
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+def fast_expectations(repo: str | Path = ".") -> dict:
+    "What the `fast` budget produced in the recorded runs: ranges over seeds and orderings, with their sources."
+    import json
+    import symmetries
+    from symmetries.ws_mnist import CONFIGS
+    repo = Path(repo)
+    main_job = repo / "bench" / "results" / "reproduce_fast_results.json"
+    study = Path(symmetries.__file__).parent / "results" / "ws_discovery.json"
+    rec = json.loads(main_job.read_text())
+    out = {"sources": {"main_job": f"{main_job.relative_to(repo)} (`{rec['command']}`, {rec['date']}, "
+                                   f"{rec['machine']}, seeds {', '.join(map(str, rec['seeds']))})"}}
+    over = rec["over_seeds"]
+    seeds_of = lambda name: range(len(next(iter(over[name].values()))["values"]))
+    ranges = lambda name: {k: (min(v["values"]), max(v["values"])) for k, v in over[name].items()}
+    if "msr_synthetic" in over:
+        out["msr_synthetic"] = {"ranges": ranges("msr_synthetic"), "orderings": {
+            r: _orderings([{m: over["msr_synthetic"][f"{r}.{m}"]["values"][i] for m in rec["results"]["msr_synthetic"][r]}
+                           for i in seeds_of("msr_synthetic")], lower_is_better=True)
+            for r in rec["results"]["msr_synthetic"]}}
+    if "ws_shift_toy" in over: out["ws_shift_toy"] = {"ranges": ranges("ws_shift_toy")}
+    data = json.loads(study.read_text())
+    fast = {k: v for k, v in CONFIGS["fast"].items() if k != "label"}
+    runs = [r for r in data["runs"] if r["variant"] == "rotated" and r["model"] in ("cnn", "gcnn", "wscnn")
+            and r["config"] == fast]
+    seeds = sorted({r["seed"] for r in runs})
+    acc = {s: {r["model"]: r["accuracy"] for r in runs if r["seed"] == s} for s in seeds}
+    acc = {s: a for s, a in acc.items() if len(a) == 3}                  # seeds with all three networks
+    out["sources"]["rotated_digits"] = (f"symmetries/results/ws_discovery.json (`{data['meta']['command']}`, "
+                                        f"{data['meta']['date']}, {data['meta']['machine']}, seeds "
+                                        f"{', '.join(map(str, acc))})")
+    out["rotated_digits"] = {"ranges": {m: (min(a[m] for a in acc.values()), max(a[m] for a in acc.values()))
+                                        for m in ("cnn", "gcnn", "wscnn")},
+                             "orderings": _orderings(list(acc.values()), lower_is_better=False)}
+    return out
+
+def fast_expectations_markdown(repo: str | Path = ".") -> str:
+    "The README's account of what `make reproduce` produces at the `fast` budget, from `fast_expectations(repo)`."
+    e = fast_expectations(repo)
+    seen = lambda orders: "; ".join(f"{o} ({n} of {sum(orders.values())} seeds)" for o, n in orders.items())
+    md = ["| experiment | what to expect at `fast` (the range over the recorded seeds) |", "|---|---|"]
+    if "msr_synthetic" in e:
+        m = e["msr_synthetic"]
+        for r, orders in m["orderings"].items():
+            rng = ", ".join(f"{_ORDER_NAMES[k.split('.')[1]]} {lo:.3f}–{hi:.3f}" for k, (lo, hi) in m["ranges"].items()
+                            if k.startswith(f"{r}."))
+            md.append(f"| MSR synthetic, {r} (meta-test MSE) | {seen(orders)}. {rng} |")
+    if "ws_shift_toy" in e:
+        g = e["ws_shift_toy"]["ranges"]
+        md.append("| shift toy | equivariant: rep_error {:.3f}–{:.3f}, test MSE {:.4f}–{:.4f}; invariant: test accuracy "
+                  "{:.3f}–{:.3f} (chance 1/12), rep_error {:.2f}–{:.2f} (high by design) |".format(
+                      *g["equivariant.rep_error"], *g["equivariant.accuracy_or_mse"],
+                      *g["invariant.accuracy_or_mse"], *g["invariant.rep_error"]))
+    d = e["rotated_digits"]
+    md.append(f"| rotated digits (test accuracy) | {seen(d['orderings'])}. "
+              + ", ".join(f"{_ORDER_NAMES[k]} {100 * lo:.1f}–{100 * hi:.1f} %" for k, (lo, hi) in d["ranges"].items())
+              + " |")
+    what = {"main_job": "MSR and the shift toys", "rotated_digits": "rotated digits"}
+    return "\n".join(md + ["", "Sources: " + "; ".join(f"{what[k]}: {v}" for k, v in e["sources"].items()) + "."])

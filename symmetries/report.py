@@ -22,7 +22,14 @@ UNITS = {
     "ws_shift_toy.equivariant.accuracy_or_mse": "test MSE (the targets have unit variance; 0 is perfect)",
     "ws_shift_toy.invariant.accuracy_or_mse": "test accuracy, a fraction in [0, 1] (chance 1/12)",
     "rotated_digits": "test accuracy, a fraction in [0, 1]",
-    "meta.rotated_digits_symmetry.*_c4_match": "the WSCNN's R_g rounded to permutations after training, against C4 "
+    "meta.rotated_digits_symmetry.discovered": "the group `discover_kernel_symmetry` found in the training images "
+                                               "before training (its name, `order` its number of elements; "
+                                               "`contains_c4`: whether the four quarter turns are among them)",
+    "meta.rotated_digits_symmetry.*_group_match": "the WSCNN's R_g rounded to permutations after training, against the "
+                                                  "discovered group (`symmetries.analysis.group_match`): the worst "
+                                                  "agreement between an element and its own R_g (1 = the whole group "
+                                                  "is there); for the group layers, the worst layer",
+    "meta.rotated_digits_symmetry.*_c4_match": "only where the discovered group has 4 elements: the same against C4 "
                                                "(`symmetries.analysis.c4_match`): the worst agreement between each "
                                                "rotation and its own R_g (1 = all four rotations are there; copies of "
                                                "one rotation score low); for the group layers, the worst layer",
@@ -132,6 +139,7 @@ def _header(meta: dict) -> list[str]:
 
 # %% ../nbs/41_report.ipynb #a104911d
 _MSR_MODELS = ("maml_fc", "maml_lc", "maml_conv", "msr_fc")
+_MSR_LABELS = {"maml_fc": "MAML-FC", "maml_lc": "MAML-LC", "maml_conv": "MAML-Conv", "msr_fc": "MSR-FC"}
 
 def _msr_section(table: dict, meta: dict, ref: dict) -> list[str]:
     "MSR's synthetic table (meta-test MSE per rank and model) next to the reference runs."
@@ -144,7 +152,11 @@ def _msr_section(table: dict, meta: dict, ref: dict) -> list[str]:
     md += ["", f"Reference rows: {ref['source']}. Each MSE is the mean over held-out tasks of the error on 19 query "
            "examples after one inner step on one support example. The paper's claim is the ordering: MSR-FC about "
            "as good as MAML-Conv (the right architecture) on rank 1 and the best of the four on rank 2 and 5.", ""]
-    return md + _seeds_line(meta, "msr_synthetic")
+    md += _seeds_line(meta, "msr_synthetic")
+    for f in experiment_meta(meta, "msr_synthetic")["figures"]:
+        md += [f"![MSR synthetic problems]({f})", "", f"*Figure `{f}`*. The table above as bars, one group per rank, "
+               "on a log scale (each factor of 10 is the same height); the black ticks are the reference rows.", ""]
+    return md
 
 FIGURE_CAPTION = (
     "Top row: the 12 learned matrices R0 … R11 of the lifting layer, one per group element (R0 is anchored to the "
@@ -187,13 +199,21 @@ def _digits_section(table: dict, meta: dict, ref: dict, symmetry: dict) -> list[
     md = ["## Rotated digits (test accuracy, %)", "", config, "",
           "| row | CNN | GCNN | WSCNN |", "|---|---|---|---|",
           f"| {row_name} | " + " | ".join(_fmt(table.get(m), pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |",
-          "| reference | " + " | ".join(_fmt(ref[m], pct=True) for m in ("cnn", "gcnn", "wscnn")) + " |", "",
-          f"Reference row: {ref['source']}. GCNN has the rotation symmetry built in (fixed C4 representations). "
-          "WSCNN is the same network learning its representations, started at the symmetry that "
-          "`discover_kernel_symmetry` found in the training images (nbs/25_ws_discovery.ipynb)" + found + ". "
-          "The paper's WSCNN row starts from the flat matrix with the normalisation regulariser: not the same "
-          "variant.", ""]
+          f"| reference | {_fmt(ref['cnn'], pct=True)} | {_fmt(ref['gcnn'], pct=True)} | — |",
+          f"| reference, the paper's WSCNN + norm (another variant) | — | — | {_fmt(ref['wscnn+norm'], pct=True)} |",
+          "", f"Reference rows: {ref['source']}. GCNN has the rotation symmetry built in (fixed C4 "
+          "representations). Our WSCNN is the same network learning its representations, started before training "
+          "at the symmetry that `discover_kernel_symmetry` finds in the training images (nbs/25_ws_discovery.ipynb)"
+          + found + ". The paper's WSCNN + norm starts from the flat matrix and adds the normalisation regulariser, "
+          "so it has a row of its own rather than a place under our WSCNN.", ""]
     md += _seeds_line(meta, "rotated_digits", pct=True)
+    if "lift_group_match" in symmetry:
+        group = _fmt(symmetry["group_group_match"], pct=True) if symmetry.get("group_group_match") is not None else "–"
+        md += [f"Symmetry found before training: {symmetry['discovered']} ({symmetry['order']} elements; the four "
+               f"quarter turns {'among them' if symmetry.get('contains_c4') else 'not among them'}). After training, "
+               f"each layer's R_g rounded to permutations, each element paired with its own R_g: the lifting layer "
+               f"holds the discovered group on {_fmt(symmetry['lift_group_match'], pct=True)} % of the positions, the "
+               f"group layers on at least {group} % (100 % = the group exactly).", ""]
     if "lift_c4_match" in symmetry:
         md += [f"Symmetry found (after training, R_g rounded to permutations, each rotation of C4 paired with its own "
                f"R_g): the lifting layer holds C4 on {_fmt(symmetry['lift_c4_match'], pct=True)} % of the positions "
@@ -207,6 +227,10 @@ def _digits_section(table: dict, meta: dict, ref: dict, symmetry: dict) -> list[
                            for m, v in symmetry["quarter_turn_consistency"].items())
                + ". The GCNN is invariant by construction, the WSCNN as far as its learned R_g are C4, the CNN only "
                "as far as the rotated training batches taught it.", ""]
+    for f in experiment_meta(meta, "rotated_digits")["figures"]:
+        md += [f"![rotated digits]({f})", "", f"*Figure `{f}`*. Left: the test accuracies of the table (bars) and the "
+               "paper's CNN and GCNN (black ticks; full MNIST, 100 epochs). Right, when the run measured it: the share "
+               "of test digits each network puts in one class in all four quarter-turn orientations.", ""]
     return md
 
 def _run_section(meta: dict) -> list[str]:
@@ -239,7 +263,9 @@ def results_markdown(results: dict, details: dict | None = None) -> str:
     return "\n".join(md + _run_section(meta))
 
 # %% ../nbs/41_report.ipynb #02a75403
-FIGURE_NAMES = {"ws_shift_toy": [f"ws_shift_toy_{mode}.png" for mode in ("equivariant", "invariant")]}
+FIGURE_NAMES = {"msr_synthetic": ["msr_synthetic.png"],
+                "ws_shift_toy": [f"ws_shift_toy_{mode}.png" for mode in ("equivariant", "invariant")],
+                "rotated_digits": ["rotated_digits.png"]}
 "The figures each experiment writes (a file of these names in `out` that this run did not write is listed as stale)."
 
 def _write_atomic(path: Path, write):
@@ -249,12 +275,54 @@ def _write_atomic(path: Path, write):
     finally:
         if tmp.exists(): tmp.unlink()
 
-def save_figures(name: str, details: dict, out: Path) -> list[str]:
-    "PNG figures of what experiment `name` learned (the shift toys' R above their nearest shifts); file names."
+def _msr_figure(numbers: dict, ref: dict):
+    "Meta-test MSE per rank and model (bars, log scale) with the reference runs' as black ticks."
+    import matplotlib.pyplot as plt
+    ranks = list(numbers); fig, ax = plt.subplots(figsize=(7.5, 3.2)); w = 0.2
+    for j, m in enumerate(_MSR_MODELS):
+        xs = [i + (j - 1.5) * w for i in range(len(ranks))]
+        ax.bar(xs, [numbers[r].get(m, float("nan")) for r in ranks], w, label=_MSR_LABELS[m])
+        ax.plot(xs, [ref[r][m] if r in ref else float("nan") for r in ranks], "k_", ms=14, mew=2,
+                label="reference" if j == 0 else None)
+    ax.set_xticks(range(len(ranks)), ranks); ax.set_yscale("log"); ax.set_ylabel("meta-test MSE (log)")
+    ax.set_title("MSR synthetic problems: lower is better", fontsize=10)
+    ax.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    fig.tight_layout(); return fig
+
+def _digits_figure(numbers: dict, ref: dict, consistency: dict):
+    "Test accuracy of CNN, GCNN and WSCNN beside the paper's, and how invariant each one's predictions are."
+    import matplotlib.pyplot as plt
+    models = [m for m in ("cnn", "gcnn", "wscnn") if m in numbers]
+    fig, axs = plt.subplots(1, 2 if consistency else 1, figsize=(8, 3), squeeze=False)
+    ax = axs[0, 0]; xs = range(len(models))
+    ax.bar(xs, [100 * numbers[m] for m in models], 0.6, color="tab:blue", label="ours")
+    ax.plot([i for i, m in enumerate(models) if m in ref], [100 * ref[m] for m in models if m in ref], "k_", ms=20,
+            mew=2, label="reference (paper, Table 1)")
+    ax.set_xticks(list(xs), [m.upper() for m in models]); ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100); ax.legend(fontsize=8, loc="lower right"); ax.set_title("rotated digits", fontsize=10)
+    if consistency:
+        ax = axs[0, 1]; ms = [m for m in models if m in consistency]
+        ax.bar(range(len(ms)), [100 * consistency[m] for m in ms], 0.6, color="tab:green")
+        ax.set_xticks(range(len(ms)), [m.upper() for m in ms]); ax.set_ylim(0, 100)
+        ax.set_ylabel("same class in all 4 turns (%)"); ax.set_title("predictions unchanged by quarter turns",
+                                                                     fontsize=10)
+    fig.tight_layout(); return fig
+
+def save_figures(name: str, details: dict, out: Path, numbers: dict | None = None) -> list[str]:
+    "PNG figures of experiment `name` (its `numbers` and `details`) written into `out`; their file names."
     import matplotlib.pyplot as plt
     from symmetries.analysis import plot_reps_vs_group
     from symmetries.groups import cyclic_group
     files = []
+    figure = None
+    if name == "msr_synthetic" and numbers: figure = _msr_figure(numbers, reference_numbers()["msr_synthetic"])
+    if name == "rotated_digits" and numbers:
+        figure = _digits_figure(numbers, reference_numbers()["rotated_digits"],
+                                (details or {}).get("quarter_turn_consistency") or {})
+    if figure is not None:
+        path = out / FIGURE_NAMES[name][0]
+        _write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=90, format="png"))
+        plt.close(figure); files.append(path.name)
     if name == "ws_shift_toy":
         for mode, res in details.items():
             R = res["R"]

@@ -185,7 +185,8 @@ class _Job:
         first = self.done.get((name, self.seeds[0]), {})
         if self.rank == 0 and name not in self.drawn and "details" in first:
             self.drawn.add(name)
-            self.figures.extend(f for f in save_figures(name, first["details"], self.out) if f not in self.figures)
+            self.figures.extend(f for f in save_figures(name, first["details"], self.out, first["numbers"])
+                                if f not in self.figures)
 
 # %% ../nbs/42_reproduce.ipynb #56c37fd8
 def _run_one(job: _Job, name: str, seed: int, tag: str):
