@@ -45,8 +45,8 @@ def lifting(perms: torch.Tensor) -> WSLiftConv2d:
     return WSLiftConv2d(1, 2, K, len(perms), representations=perms_to_matrices(perms))
 
 
-def group_layer(perms: torch.Tensor) -> WSGroupConv2d:
-    return WSGroupConv2d(2, 2, K, len(perms), representations=perms_to_matrices(joint_action(perms)))
+def group_layer(perms: torch.Tensor, table: torch.Tensor | None = None) -> WSGroupConv2d:
+    return WSGroupConv2d(2, 2, K, len(perms), representations=perms_to_matrices(joint_action(perms, table)))
 
 
 C4 = rotation_group(K).perms                                    # identity, quarter turn, half turn, three quarters
@@ -65,6 +65,16 @@ def test_c4_means_the_four_rotations(make):
         # a quarter turn shares 1 of 25 positions with the identity (the centre); on a group layer none
         assert score["C4"] <= 1 / D, (name, score)
         assert score["quarter_turn"] <= 1 / D, (name, score)
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3], [0, 3, 1, 2], [0, 2, 1, 3]], ids=lambda o: "".join(map(str, o)))
+def test_c4_whatever_the_order_of_the_elements(order):
+    """The four rotations listed in any order (the search lists the group it finds sorted by its permutations: identity,
+    three quarters, quarter, half turn), a group layer at their joint action read from their own composition: C4."""
+    perms = C4[order]
+    assert c4_match(lifting(perms)) == {"C4": 1.0, "quarter_turn": 1.0, "each_rotation": 1.0}
+    score = c4_match(group_layer(perms, composition_table(perms)))
+    assert score == {"C4": 1.0, "quarter_turn": 1.0, "each_rotation": 1.0}, score
 
 
 def test_c4_match_counts_the_positions_a_layer_gets_wrong():
