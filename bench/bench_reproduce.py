@@ -24,7 +24,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="JSON file (default: bench/results/reproduce_BUDGET.json)")
     p.add_argument("--only", nargs="+", default=None, help="only these experiments (default: all)")
-    p.add_argument("--seeds", default=None, help="seeds as the main job takes them (0-2, 0,3); also records the numbers")
+    p.add_argument("--seeds", default=None, help="seeds as the main job takes them (0-2, 0,3); records the numbers too")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     a = p.parse_args(argv)
     import torch
