@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_analysis.ipynb #a0102f83
 from __future__ import annotations
-import math
+import itertools, math
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,27 +120,37 @@ def rounded_perms(layer: WSConv) -> torch.Tensor:
         raise TypeError(f"layer must be a weight-sharing layer (WSConv), got {type(layer).__name__}")
     with torch.no_grad(): return nearest_permutation(layer.representations().detach().float().cpu())
 
-def layer_candidates(layer: WSConv, group: Group) -> list[torch.Tensor]:
-    "The perms a layer's R_g are when they are `group` on its kernel: its perms, or its joint action (2 labellings)."
+def layer_candidates(layer: WSConv, group: Group, any_order: bool = False) -> list[torch.Tensor]:
+    """The perms a layer's R_g are when they are `group` on its kernel: its perms, or its joint action (2 labellings;
+    with `any_order`, for every order in which the group axis may list the elements after the identity)."""
     if layer.lifting: return [group.perms]
-    return [group_space_action(g).perms for g in (group, Group(group.perms[group.inverses()]))]
+    orders = [[0, *o] for o in itertools.permutations(range(1, group.order))] if any_order else [range(group.order)]
+    listed = [Group(group.perms[list(o)]) for o in orders]
+    return [group_space_action(g).perms for h in listed for g in (h, Group(h.perms[h.inverses()]))]
 
 def layer_matches(layer: WSConv, candidates: dict | None = None) -> dict:
     "{name: `group_match` of the layer's rounded R_g with each candidate `Group`}; by default C4 for a 2D layer."
-    if candidates is None: candidates = {"C4": rotation_group(layer.kernel_size)} if layer.spatial_dims == 2 else {}
+    default = candidates is None      # C4 by default, its group axis in any order
+    if default: candidates = {"C4": rotation_group(layer.kernel_size)} if layer.spatial_dims == 2 else {}
     P = rounded_perms(layer)
-    return {name: max(group_match(P, c) for c in layer_candidates(layer, g)) for name, g in candidates.items()}
+    return {name: max(group_match(P, c) for c in layer_candidates(layer, g, any_order=default))
+            for name, g in candidates.items()}
 
 def c4_match(layer: WSConv) -> dict:
     "A 2D layer's rounded R_g against C4: {'C4': `group_match`, 'quarter_turn', 'each_rotation'} (see above)."
     if layer.spatial_dims != 2:
         raise ValueError(f"layer must be 2D (C4 acts on a square kernel), got {type(layer).__name__}")
     P = rounded_perms(layer)
-    def scores(C):
-        M = position_agreement(P, C)        # elements 1 and 3 of C4 are its quarter turns, in either labelling
-        return {"C4": group_match(P, C), "quarter_turn": float(M[:, [1, 3]].max()),
+    c4 = rotation_group(layer.kernel_size)
+    # a group layer's axis may list the rotations in any order (discovery sorts them): try each, identity first
+    orders = [(0, 1, 2, 3)] if layer.lifting else [(0, *o) for o in itertools.permutations((1, 2, 3))]
+    def scores(C, quarters):
+        M = position_agreement(P, C)
+        return {"C4": group_match(P, C), "quarter_turn": float(M[:, quarters].max()),
                 "each_rotation": float(M.max(1).min())}
-    return max((scores(C) for C in layer_candidates(layer, rotation_group(layer.kernel_size))),
+    # in either labelling (g or its inverse) the quarter turns are the elements listed where `order` has 1 or 3
+    return max((scores(C, [i for i, e in enumerate(order) if e in (1, 3)])
+                for order in orders for C in layer_candidates(layer, Group(c4.perms[list(order)]))),
                key=lambda s: tuple(s.values()))
 
 # %% ../nbs/06_analysis.ipynb #6067ae92
