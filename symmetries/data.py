@@ -216,7 +216,7 @@ def mnist_variant(variant: str = "rotated", source: str = "torchvision", root: s
     return TensorDataset(xtr, ytr), TensorDataset(xte, yte)
 
 def digit_augmentation(variant: str = "rotated", normalize: bool = True):
-    "`fit(augment=...)` callable: a fresh random angle / zoom / flip of the MNIST `variant` for every image of every batch."
+    "`fit(augment=...)` callable: a fresh random angle / zoom / flip of the MNIST `variant` for every image of a batch."
     if variant not in MNIST_VARIANTS or MNIST_VARIANTS[variant] is None:
         raise ValueError(f"variant must be one of {[v for v, t in MNIST_VARIANTS.items() if t]}, got {variant!r}")
     background = -MNIST_MEAN / MNIST_STD if normalize else 0.0    # what an empty pixel is after normalisation

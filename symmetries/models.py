@@ -159,7 +159,8 @@ class GCNN(WSCNN):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden_channels: int = 32, kernel_size: int = 5,
                  num_hidden: int = 4, padding: int = 0, pool: str = "mean", group: str | Group = "c4"):
         # any group of the k×k positions (e.g. a mirror, D4), as a Group: |G| kernel copies, one per element
-        if not isinstance(group, (str, Group)): raise TypeError(f"group must be 'c4' or a Group, got {type(group).__name__}")
+        if not isinstance(group, (str, Group)):
+            raise TypeError(f"group must be 'c4' or a Group, got {type(group).__name__}")
         size = 4 if isinstance(group, str) else group.order
         super().__init__(in_channels, num_classes, hidden_channels, kernel_size, num_hidden, group_size=size,
                          representations=group, padding=padding, pool=pool)
