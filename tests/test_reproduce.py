@@ -123,8 +123,8 @@ def test_rotated_digits_accuracy_over_seeds(main_job):
 
 
 def test_rotated_digits_symmetry_and_invariance(main_job):
-    """Seed 0: the group found in the rotated training digits holds the quarter turns, the WSCNN's layers keep it through
-    training (C4 by `c4_match` too where |G| = 4); the networks' predictions are as invariant as healthy ones."""
+    """Seed 0: the group found in the rotated training digits holds the quarter turns, the WSCNN's layers keep it
+    through training (C4 by `c4_match` too where |G| = 4); the networks' predictions are as invariant as healthy ones."""
     assert main_job.returncode == 0, main_job.failure()
     sym = main_job.results["meta"]["rotated_digits_symmetry"]
     # healthy, seeds 0-7: C4 found (order 4); every layer's rounded R_g are the found group (1.0), and the lifting
