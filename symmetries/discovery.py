@@ -51,7 +51,7 @@ class WindowMoments:
 
     def flat_index(self, perm) -> torch.Tensor:
         "The gather index of σ on the features: (σ·x)[f] = x[idx[f]] (vectors x[σ], matrices x[σ][:, σ])."
-        s = torch.as_tensor(np.asarray(perm), dtype=torch.long)
+        s = torch.as_tensor(np.asarray(perm), dtype=torch.long, device="cpu")
         return torch.cat([off + (s if kind == "vec" else (s[:, None] * self.d + s[None, :]).reshape(-1))
                           for _, off, kind in self.blocks])
 
