@@ -159,10 +159,11 @@ def learned_symmetry(layer: WSConv, candidates: dict | None = None) -> dict:
     hard = layer.harden()
     P = hard.fixed_representations.cpu()
     perms, g = matrices_to_perms(P), permutation_group(P)
-    if candidates is None:
+    default = candidates is None      # C4 by default, its group axis in any order
+    if default:
         c4_shaped = layer.spatial_dims == 2 and layer.group_size == 4
         candidates = {"C4": rotation_group(layer.kernel_size)} if c4_shaped else {}
-    as_layer = {name: layer_candidates(layer, c) for name, c in candidates.items()}
+    as_layer = {name: layer_candidates(layer, c, any_order=default) for name, c in candidates.items()}
     matches = {name: max(group_match(perms, c) for c in cs) for name, cs in as_layer.items()}
     return dict(closed=g is not None, group=g, structure=describe_group(g) if g is not None else "not a group",
                 matches=matches,

@@ -21,11 +21,11 @@ from .groups import Group, describe_group, dihedral_group, group_space_action, p
 from .layers import WSConv, set_representation_logits
 
 # %% auto #0
-__all__ = ['SQUARE_SUBGROUPS', 'pyramid_sizes', 'WindowMoments', 'window_moments', 'SymmetryTest', 'relaxed_symmetry',
-           'round_symmetry', 'polish_symmetry', 'propose_symmetries', 'group_closure', 'DiscoveredSymmetry',
-           'describe_group_of', 'named_square_groups', 'discover_kernel_symmetry', 'square_transform', 'plant_symmetry',
-           'chiral_glyph', 'glyph_textures', 'planted_images', 'run_planted', 'recorded_benchmark', 'benchmark_summary',
-           'show_confusion', 'show_data_curve', 'apply_symmetry']
+__all__ = ['SQUARE_SUBGROUPS', 'pyramid_sizes', 'WindowMoments', 'window_moments', 'relaxed_symmetry', 'SymmetryTest',
+           'square_transform', 'plant_symmetry', 'round_symmetry', 'polish_symmetry', 'propose_symmetries',
+           'group_closure', 'DiscoveredSymmetry', 'describe_group_of', 'named_square_groups',
+           'discover_kernel_symmetry', 'chiral_glyph', 'glyph_textures', 'planted_images', 'run_planted',
+           'recorded_benchmark', 'benchmark_summary', 'show_confusion', 'show_data_curve', 'apply_symmetry']
 
 # %% ../nbs/25_ws_discovery.ipynb #8f26c41e
 def pyramid_sizes(side: int, kernel_size: int) -> list[int]:
@@ -86,6 +86,57 @@ def window_moments(images: torch.Tensor, kernel_size: int = 5, sizes: list | Non
             feats.append(v); blocks.append((name, off, kind)); off += v.shape[1]
     return WindowMoments(torch.cat(feats, 1), blocks, k, list(sizes))
 
+# %% ../nbs/25_ws_discovery.ipynb #2e9cfc15
+class _MomentStack:
+    "The matrices S_b side by side: R S_b and S_b R for every b in two matrix products."
+    def __init__(self, S: np.ndarray, w: np.ndarray):
+        n, d, _ = S.shape
+        self.w, self.n, self.d = w, n, d
+        self.h, self.v = S.transpose(1, 0, 2).reshape(d, n * d), S.reshape(n * d, d)       # [S_1 … S_n], [S_1; …]
+        St = S.transpose(0, 2, 1)
+        self.ht, self.vt = St.transpose(1, 0, 2).reshape(d, n * d), St.reshape(n * d, d)
+
+    def commutators(self, R: np.ndarray) -> np.ndarray:
+        "(n, d, d): R S_b − S_b R."
+        n, d = self.n, self.d
+        return (R @ self.h).reshape(d, n, d).transpose(1, 0, 2) - (self.v @ R).reshape(n, d, d)
+
+    def gradient(self, E: np.ndarray) -> np.ndarray:
+        "Σ_b (E_b S_bᵀ − S_bᵀ E_b): the gradient of ½ Σ_b ‖R S_b − S_b R‖² when E_b = R S_b − S_b R."
+        n, d = self.n, self.d
+        return E.transpose(1, 0, 2).reshape(d, n * d) @ self.vt - self.ht @ E.reshape(n * d, d)
+
+
+def _agreements(R: np.ndarray, perms: list) -> np.ndarray:
+    "⟨P_e, R⟩ for each permutation e: how many positions R sends where e does."
+    cols = np.arange(R.shape[0])
+    return np.array([R[e, cols].sum() for e in perms])
+
+
+def relaxed_symmetry(test: SymmetryTest, R: np.ndarray, exclude: list = (), exclude_weight: float = 0.5,
+                     fixed: np.ndarray | None = None, iters: int = 100) -> np.ndarray:
+    "Frank–Wolfe over doubly stochastic R[j, i] (i goes to j): the defect + (w/d) Σ_e ⟨P_e, R⟩² + ⟨fixed, R⟩."
+    st, w, d = test.stack, test.w, R.shape[0]
+    cols = np.arange(d)
+    E = st.commutators(R)
+    for _ in range(iters):
+        Ew = E * w[:, None, None]
+        grad = 2 * st.gradient(Ew)
+        if fixed is not None: grad = grad + fixed
+        a = _agreements(R, exclude)
+        for e, ae in zip(exclude, a): grad[e, cols] += 2 * exclude_weight / d * ae
+        rows, picked = linear_sum_assignment(grad)             # the vertex the gradient prefers
+        D = -R.copy(); D[rows, picked] += 1
+        ED, aD = st.commutators(D), _agreements(D, exclude)
+        # the objective along R + γD is a parabola in γ: step to its minimum
+        a2 = (w[:, None, None] * ED ** 2).sum() + exclude_weight / d * (aD ** 2).sum()
+        a1 = 2 * (Ew * ED).sum() + 2 * exclude_weight / d * (a * aD).sum()
+        if fixed is not None: a1 = a1 + (fixed * D).sum()
+        gamma = float(np.clip(-a1 / (2 * a2), 0, 1)) if a2 > 0 else 0.0
+        if gamma <= 1e-9: break
+        R, E = R + gamma * D, E + gamma * ED
+    return R
+
 # %% ../nbs/25_ws_discovery.ipynb #623d7fc3
 class SymmetryTest:
     "A one-sided z for 'σ is a symmetry of the images', cross-fitted over halves of the images; and the search's view."
@@ -143,56 +194,30 @@ class SymmetryTest:
             zs.append(0.0 if sd == 0 else float(t.mean()) / (sd / math.sqrt(len(t))))
         return float(np.mean(zs))
 
-# %% ../nbs/25_ws_discovery.ipynb #2e9cfc15
-class _MomentStack:
-    "The matrices S_b side by side: R S_b and S_b R for every b in two matrix products."
-    def __init__(self, S: np.ndarray, w: np.ndarray):
-        n, d, _ = S.shape
-        self.w, self.n, self.d = w, n, d
-        self.h, self.v = S.transpose(1, 0, 2).reshape(d, n * d), S.reshape(n * d, d)       # [S_1 … S_n], [S_1; …]
-        St = S.transpose(0, 2, 1)
-        self.ht, self.vt = St.transpose(1, 0, 2).reshape(d, n * d), St.reshape(n * d, d)
-
-    def commutators(self, R: np.ndarray) -> np.ndarray:
-        "(n, d, d): R S_b − S_b R."
-        n, d = self.n, self.d
-        return (R @ self.h).reshape(d, n, d).transpose(1, 0, 2) - (self.v @ R).reshape(n, d, d)
-
-    def gradient(self, E: np.ndarray) -> np.ndarray:
-        "Σ_b (E_b S_bᵀ − S_bᵀ E_b): the gradient of ½ Σ_b ‖R S_b − S_b R‖² when E_b = R S_b − S_b R."
-        n, d = self.n, self.d
-        return E.transpose(1, 0, 2).reshape(d, n * d) @ self.vt - self.ht @ E.reshape(n * d, d)
+# %% ../nbs/25_ws_discovery.ipynb #a0775673
+SQUARE_SUBGROUPS = {"trivial": [0], "C2 (half turn)": [0, 2], "mirror |": [0, 4], "mirror \\": [0, 5],
+                    "mirror −": [0, 6], "mirror /": [0, 7], "D2 (| and −)": [0, 2, 4, 6], "D2 (/ and \\)": [0, 2, 5, 7],
+                    "C4": [0, 1, 2, 3], "D4": list(range(8))}
+"The ten subgroups of D4, as indices into `dihedral_group` (i < 4: i quarter turns; 4 + i: a left–right flip, then i)."
 
 
-def _agreements(R: np.ndarray, perms: list) -> np.ndarray:
-    "⟨P_e, R⟩ for each permutation e: how many positions R sends where e does."
-    cols = np.arange(R.shape[0])
-    return np.array([R[e, cols].sum() for e in perms])
+def square_transform(x: torch.Tensor, element: int) -> torch.Tensor:
+    "Element `element` of D4 applied to images (..., H, W), numbered as in `groups.dihedral_group`."
+    element = check_int(element, "element", minimum=0, maximum=7)
+    return torch.rot90(torch.flip(x, (-1,)) if element >= 4 else x, element % 4, dims=(-2, -1))
 
 
-def relaxed_symmetry(test: SymmetryTest, R: np.ndarray, exclude: list = (), exclude_weight: float = 0.5,
-                     fixed: np.ndarray | None = None, iters: int = 100) -> np.ndarray:
-    "Frank–Wolfe over doubly stochastic R[j, i] (i goes to j): the defect + (w/d) Σ_e ⟨P_e, R⟩² + ⟨fixed, R⟩."
-    st, w, d = test.stack, test.w, R.shape[0]
-    cols = np.arange(d)
-    E = st.commutators(R)
-    for _ in range(iters):
-        Ew = E * w[:, None, None]
-        grad = 2 * st.gradient(Ew)
-        if fixed is not None: grad = grad + fixed
-        a = _agreements(R, exclude)
-        for e, ae in zip(exclude, a): grad[e, cols] += 2 * exclude_weight / d * ae
-        rows, picked = linear_sum_assignment(grad)             # the vertex the gradient prefers
-        D = -R.copy(); D[rows, picked] += 1
-        ED, aD = st.commutators(D), _agreements(D, exclude)
-        # the objective along R + γD is a parabola in γ: step to its minimum
-        a2 = (w[:, None, None] * ED ** 2).sum() + exclude_weight / d * (aD ** 2).sum()
-        a1 = 2 * (Ew * ED).sum() + 2 * exclude_weight / d * (a * aD).sum()
-        if fixed is not None: a1 = a1 + (fixed * D).sum()
-        gamma = float(np.clip(-a1 / (2 * a2), 0, 1)) if a2 > 0 else 0.0
-        if gamma <= 1e-9: break
-        R, E = R + gamma * D, E + gamma * ED
-    return R
+def plant_symmetry(images: torch.Tensor, subgroup: str, seed: int = 0) -> torch.Tensor:
+    "Each image turned by a random element of the named subgroup of D4 (`SQUARE_SUBGROUPS`): the data get its symmetry."
+    if subgroup not in SQUARE_SUBGROUPS:
+        raise ValueError(f"subgroup must be one of {list(SQUARE_SUBGROUPS)}, got {subgroup!r}")
+    elements = SQUARE_SUBGROUPS[subgroup]
+    pick = torch.randint(len(elements), (len(images),), generator=torch.Generator().manual_seed(seed), device="cpu")
+    out = images.clone()
+    for j, e in enumerate(elements):
+        chosen = (pick == j).to(images.device)
+        if chosen.any(): out[chosen] = square_transform(images[chosen], e)
+    return out
 
 # %% ../nbs/25_ws_discovery.ipynb #44c5be43
 def _fix(R: np.ndarray, fixed: np.ndarray, i: int, j: int, big: float) -> np.ndarray:
@@ -371,31 +396,6 @@ def discover_kernel_symmetry(images: torch.Tensor, kernel_size: int = 5, group_s
         raise ValueError(f"group_size={group_size}, but the images support a group of order {found.order}: "
                          f"{found.describe()}. Pass group_size=None (or {found.order}) to use it.")
     return found
-
-# %% ../nbs/25_ws_discovery.ipynb #a0775673
-SQUARE_SUBGROUPS = {"trivial": [0], "C2 (half turn)": [0, 2], "mirror |": [0, 4], "mirror \\": [0, 5],
-                    "mirror −": [0, 6], "mirror /": [0, 7], "D2 (| and −)": [0, 2, 4, 6], "D2 (/ and \\)": [0, 2, 5, 7],
-                    "C4": [0, 1, 2, 3], "D4": list(range(8))}
-"The ten subgroups of D4, as indices into `dihedral_group` (i < 4: i quarter turns; 4 + i: a left–right flip, then i)."
-
-
-def square_transform(x: torch.Tensor, element: int) -> torch.Tensor:
-    "Element `element` of D4 applied to images (..., H, W), numbered as in `groups.dihedral_group`."
-    element = check_int(element, "element", minimum=0, maximum=7)
-    return torch.rot90(torch.flip(x, (-1,)) if element >= 4 else x, element % 4, dims=(-2, -1))
-
-
-def plant_symmetry(images: torch.Tensor, subgroup: str, seed: int = 0) -> torch.Tensor:
-    "Each image turned by a random element of the named subgroup of D4 (`SQUARE_SUBGROUPS`): the data get its symmetry."
-    if subgroup not in SQUARE_SUBGROUPS:
-        raise ValueError(f"subgroup must be one of {list(SQUARE_SUBGROUPS)}, got {subgroup!r}")
-    elements = SQUARE_SUBGROUPS[subgroup]
-    pick = torch.randint(len(elements), (len(images),), generator=torch.Generator().manual_seed(seed), device="cpu")
-    out = images.clone()
-    for j, e in enumerate(elements):
-        chosen = (pick == j).to(images.device)
-        if chosen.any(): out[chosen] = square_transform(images[chosen], e)
-    return out
 
 # %% ../nbs/25_ws_discovery.ipynb #1db5d04f
 def chiral_glyph(size: int = 4, seed: int = 0, max_overlap: float = 0.6) -> torch.Tensor:
