@@ -183,7 +183,7 @@ else
   quiet "installing torch/torchvision" "${PIP[@]}" "torch>=$TORCH_FLOOR" "torchvision>=$TORCHVISION_FLOOR"
 fi
 
-# ---- the nbdev 2 stack (see README: nbdev 3 refuses settings.ini; these versions import together) --------
+# ---- the nbdev 2 stack (see CONTRIBUTING.md: nbdev 3 refuses settings.ini; these versions import together) --------
 step "installing the nbdev 2 stack, jupyter, matplotlib and test tools"
 quiet "installing the python dependencies" "${PIP[@]}" -r requirements-dev.txt
 
