@@ -1,7 +1,8 @@
 """MSR-Conv against MAML-Conv on augmented 5-way 1-shot digits: the study behind `nbs/22_msr_fewshot.ipynb`.
 
-    python studies/msr_fewshot_study.py                 # main comparison and the causes, 3 seeds, about an hour on
-                                                        # one CPU thread -> symmetries/results/msr_fewshot.json
+    python studies/msr_fewshot_study.py                 # main comparison and the causes, 3 seeds, about 45 minutes
+                                                        # on one CPU thread -> symmetries/results/msr_fewshot.json
+    python studies/msr_fewshot_study.py --variants maml_steps1500 msr_steps1500   # the budget, about 30 minutes
     python studies/msr_fewshot_study.py --part main     # only MAML-Conv, MSR-Conv and MSR-Conv from the built sharing
     python studies/msr_fewshot_study.py --quick         # smoke run (a few steps) -> a temporary file
 
@@ -26,10 +27,13 @@ Variants (`--part main`):
   msr_built     MSR-Conv whose kernel factors start at the projector onto the 3 kernels the paper's augmentations
                 change least (`symmetries.sharing.augmentation_sharing` of 512 drawn augmentations), still learned
 Causes (`--part causes`), each one change to `msr` (or to both learners for the outer rate):
-  msr_first_order   first-order outer gradient
+  msr_first_order, maml_first_order   first-order outer gradient
+  maml_lr1e-2, msr_lr1e-2   outer learning rate 1e-2 instead of 3e-3 (the sharing factors move little at 3e-3)
+The budget, only with `--variants` (recorded with `--variants maml_steps1500 msr_steps1500`):
+  maml_steps1500, msr_steps1500   1,500 outer steps instead of 500
+More variants, only with `--variants` (not in the recorded study):
   msr_kernel_only   only the kernel factor U_kernel is learned (U_in, U_out stay the identity)
   msr_d4            kernel factors start at the exact D4 sharing (quarter turns and flips), still learned
-  maml_lr1e-3, msr_lr1e-3   outer learning rate 1e-3 instead of 3e-3
 
 Recorded per run: accuracy on every test task (fractions), its mean and 95 % interval, the untrained network's
 accuracy on the same tasks, the query-loss curve (means over 10 steps), seconds, the learned inner rates; for MSR runs
@@ -59,10 +63,13 @@ CONFIG = dict(size=28, hidden=32, layers=4, ways=5, queries=2, steps=500, meta_b
 MAIN = {"maml": dict(model="maml_convnet"), "msr": dict(model="msr_convnet"),
         "msr_built": dict(model="msr_convnet", kernel="built")}
 CAUSES = {"msr_first_order": dict(model="msr_convnet", first_order=True),
-          "msr_kernel_only": dict(model="msr_convnet", learn=("U_kernel",)),
-          "msr_d4": dict(model="msr_convnet", kernel="d4"),
-          "maml_lr1e-3": dict(model="maml_convnet", outer_lr=1e-3),
-          "msr_lr1e-3": dict(model="msr_convnet", outer_lr=1e-3)}
+          "maml_first_order": dict(model="maml_convnet", first_order=True),
+          "maml_lr1e-2": dict(model="maml_convnet", outer_lr=1e-2),
+          "msr_lr1e-2": dict(model="msr_convnet", outer_lr=1e-2)}
+BUDGET = {"maml_steps1500": dict(model="maml_convnet", steps=1500),
+          "msr_steps1500": dict(model="msr_convnet", steps=1500)}
+MORE = {"msr_kernel_only": dict(model="msr_convnet", learn=("U_kernel",)),      # not in the recorded study
+        "msr_d4": dict(model="msr_convnet", kernel="d4")}
 
 
 def built_sharing(kind: str) -> torch.Tensor:
@@ -121,8 +128,8 @@ def run(name, spec, tasks, cfg, seed, keep_arrays):
     t0 = time.perf_counter()
     before = meta_test(learner, tasks, cfg["test_tasks"], seed=cfg["test_seed"])
     start = {"filters": filters_report(learner.module)}
-    hist = meta_train(learner, tasks, cfg["steps"], cfg["meta_batch"], outer_lr=spec.get("outer_lr", cfg["outer_lr"]),
-                      seed=seed, desc=f"{name} seed {seed}")
+    hist = meta_train(learner, tasks, spec.get("steps", cfg["steps"]), cfg["meta_batch"],
+                      outer_lr=spec.get("outer_lr", cfg["outer_lr"]), seed=seed, desc=f"{name} seed {seed}")
     acc, loss = evaluate(learner, tasks, cfg)
     model = learner.module
     curve = torch.tensor(hist["loss"])
@@ -136,7 +143,8 @@ def run(name, spec, tasks, cfg, seed, keep_arrays):
     if model.msr: rec["sharing"] = sharing_report(model)
     if keep_arrays:
         rec["first_layer_filters"] = [[round(float(x), 4) for x in w.flatten()] for w in model.convs[0].weight.detach()]
-        if model.msr: rec["U_kernel"] = [[[round(float(x), 4) for x in r] for r in c.U_kernel.detach()] for c in model.convs]
+        if model.msr:
+            rec["U_kernel"] = [[[round(float(x), 4) for x in r] for r in c.U_kernel.detach()] for c in model.convs]
     return rec
 
 
@@ -172,7 +180,7 @@ def main():
     out = Path(a.out) if a.out else (Path(tempfile.gettempdir()) / "msr_fewshot_quick.json" if a.quick
                                      else RESULTS / "msr_fewshot.json")
     variants = {**(MAIN if a.part in ("main", "all") else {}), **(CAUSES if a.part in ("causes", "all") else {})}
-    if a.variants: variants = {k: v for k, v in {**MAIN, **CAUSES}.items() if k in a.variants}
+    if a.variants: variants = {k: v for k, v in {**MAIN, **CAUSES, **BUDGET, **MORE}.items() if k in a.variants}
     res = json.loads(out.read_text()) if out.exists() else {"runs": []}
     if res.get("config", cfg) != cfg: raise SystemExit(f"{out} holds runs of another configuration; use --out")
     res["config"] = cfg
