@@ -155,7 +155,7 @@ def results_table(results: dict, variant: str, config_label: str) -> str:
         rows.append(f"| {variant} | {name} | {100 * acc:.2f} | {config_label} | {paper} |")
     return "\n".join(rows)
 
-# %% ../nbs/26_ws_mnist.ipynb #f039b9b6
+# %% ../nbs/26_ws_mnist.ipynb #f0b2426b
 def recorded_runs(name: str = "ws_discovery") -> dict:
     "A study's recorded output (`symmetries/results/NAME.json`, package data): {'runs': [...], 'meta': {...}}."
     path = files("symmetries") / "results" / f"{name}.json"
@@ -178,15 +178,17 @@ def summarize_runs(runs: list, variant: str, models=None) -> list[dict]:
         row = {"model": m, "seeds": len(rs), "test accuracy (%)": _mean_std([r["accuracy"] for r in rs], 100),
                "seconds": f"{statistics.mean(r['seconds'] for r in rs):.0f}"}
         found = [r["discovered"] for r in rs if r.get("discovered")]
+        row["found (seeds)"] = row["order |G|".replace("|", "\\|")] = "–"
         if found:
-            row["found (seeds)"] = ", ".join(f"{n} ({c})" for n, c in Counter(f["name"] for f in found).items())
-            row["|G|"] = "/".join(sorted({str(f["order"]) for f in found}))
+            # "mirror |" inside a markdown table: its bar escaped
+            row["found (seeds)"] = ", ".join(f"{n} ({c})".replace("|", "\\|")
+                                             for n, c in Counter(f["name"] for f in found).items())
+            row["order |G|".replace("|", "\\|")] = "/".join(sorted({str(f["order"]) for f in found}))
         kept = [r["group_match"] for r in rs if r.get("group_match")]
         row["kept: lifting"] = _mean([k[0] for k in kept])
         row["kept: group"] = _mean([min(k[1:]) for k in kept if len(k) > 1])
-        c4 = [r["c4_match"] for r in rs if r.get("c4_match") and "C4" in r["c4_match"][0]]
-        row["C4: lifting"] = _mean([c[0]["C4"] for c in c4])
-        row["C4: group"] = _mean([min(layer["C4"] for layer in c[1:]) for c in c4 if len(c) > 1])
+        c4 = [r["c4_match"] for r in rs if r.get("c4_match")]
+        row["quarter turn: lifting"] = _mean([c[0]["quarter_turn"] for c in c4])
         rows.append(row)
     return rows
 
