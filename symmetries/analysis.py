@@ -121,7 +121,7 @@ def rounded_perms(layer: WSConv) -> torch.Tensor:
     with torch.no_grad(): return nearest_permutation(layer.representations().detach().float().cpu())
 
 def layer_candidates(layer: WSConv, group: Group, any_order: bool = False) -> list[torch.Tensor]:
-    "The perms a layer's R_g are when they are `group`: its perms, or its joint action (2 labellings; `any_order`: all)."
+    "The perms a layer's R_g are when they are `group`: its perms or its joint action (2 labellings, `any_order`: all)."
     # any_order: every order in which the group axis may list the elements after the identity
     if layer.lifting: return [group.perms]
     orders = [[0, *o] for o in itertools.permutations(range(1, group.order))] if any_order else [range(group.order)]

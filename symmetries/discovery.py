@@ -21,8 +21,8 @@ from .groups import Group, describe_group, dihedral_group, group_space_action, p
 from .layers import WSConv, set_representation_logits
 
 # %% auto #0
-__all__ = ['SQUARE_SUBGROUPS', 'pyramid_sizes', 'WindowMoments', 'window_moments', 'relaxed_symmetry', 'SymmetryTest',
-           'square_transform', 'plant_symmetry', 'round_symmetry', 'polish_symmetry', 'propose_symmetries',
+__all__ = ['SQUARE_SUBGROUPS', 'pyramid_sizes', 'WindowMoments', 'window_moments', 'SymmetryTest', 'square_transform',
+           'plant_symmetry', 'relaxed_symmetry', 'round_symmetry', 'polish_symmetry', 'propose_symmetries',
            'group_closure', 'DiscoveredSymmetry', 'describe_group_of', 'named_square_groups',
            'discover_kernel_symmetry', 'chiral_glyph', 'glyph_textures', 'planted_images', 'run_planted',
            'recorded_benchmark', 'benchmark_summary', 'show_confusion', 'show_data_curve', 'apply_symmetry']
@@ -106,37 +106,6 @@ class _MomentStack:
         n, d = self.n, self.d
         return E.transpose(1, 0, 2).reshape(d, n * d) @ self.vt - self.ht @ E.reshape(n * d, d)
 
-
-def _agreements(R: np.ndarray, perms: list) -> np.ndarray:
-    "⟨P_e, R⟩ for each permutation e: how many positions R sends where e does."
-    cols = np.arange(R.shape[0])
-    return np.array([R[e, cols].sum() for e in perms])
-
-
-def relaxed_symmetry(test: SymmetryTest, R: np.ndarray, exclude: list = (), exclude_weight: float = 0.5,
-                     fixed: np.ndarray | None = None, iters: int = 100) -> np.ndarray:
-    "Frank–Wolfe over doubly stochastic R[j, i] (i goes to j): the defect + (w/d) Σ_e ⟨P_e, R⟩² + ⟨fixed, R⟩."
-    st, w, d = test.stack, test.w, R.shape[0]
-    cols = np.arange(d)
-    E = st.commutators(R)
-    for _ in range(iters):
-        Ew = E * w[:, None, None]
-        grad = 2 * st.gradient(Ew)
-        if fixed is not None: grad = grad + fixed
-        a = _agreements(R, exclude)
-        for e, ae in zip(exclude, a): grad[e, cols] += 2 * exclude_weight / d * ae
-        rows, picked = linear_sum_assignment(grad)             # the vertex the gradient prefers
-        D = -R.copy(); D[rows, picked] += 1
-        ED, aD = st.commutators(D), _agreements(D, exclude)
-        # the objective along R + γD is a parabola in γ: step to its minimum
-        a2 = (w[:, None, None] * ED ** 2).sum() + exclude_weight / d * (aD ** 2).sum()
-        a1 = 2 * (Ew * ED).sum() + 2 * exclude_weight / d * (a * aD).sum()
-        if fixed is not None: a1 = a1 + (fixed * D).sum()
-        gamma = float(np.clip(-a1 / (2 * a2), 0, 1)) if a2 > 0 else 0.0
-        if gamma <= 1e-9: break
-        R, E = R + gamma * D, E + gamma * ED
-    return R
-
 # %% ../nbs/25_ws_discovery.ipynb #623d7fc3
 class SymmetryTest:
     "A one-sided z for 'σ is a symmetry of the images', cross-fitted over halves of the images; and the search's view."
@@ -218,6 +187,37 @@ def plant_symmetry(images: torch.Tensor, subgroup: str, seed: int = 0) -> torch.
         chosen = (pick == j).to(images.device)
         if chosen.any(): out[chosen] = square_transform(images[chosen], e)
     return out
+
+# %% ../nbs/25_ws_discovery.ipynb #b565d125
+def _agreements(R: np.ndarray, perms: list) -> np.ndarray:
+    "⟨P_e, R⟩ for each permutation e: how many positions R sends where e does."
+    cols = np.arange(R.shape[0])
+    return np.array([R[e, cols].sum() for e in perms])
+
+
+def relaxed_symmetry(test: SymmetryTest, R: np.ndarray, exclude: list = (), exclude_weight: float = 0.5,
+                     fixed: np.ndarray | None = None, iters: int = 100) -> np.ndarray:
+    "Frank–Wolfe over doubly stochastic R[j, i] (i goes to j): the defect + (w/d) Σ_e ⟨P_e, R⟩² + ⟨fixed, R⟩."
+    st, w, d = test.stack, test.w, R.shape[0]
+    cols = np.arange(d)
+    E = st.commutators(R)
+    for _ in range(iters):
+        Ew = E * w[:, None, None]
+        grad = 2 * st.gradient(Ew)
+        if fixed is not None: grad = grad + fixed
+        a = _agreements(R, exclude)
+        for e, ae in zip(exclude, a): grad[e, cols] += 2 * exclude_weight / d * ae
+        rows, picked = linear_sum_assignment(grad)             # the vertex the gradient prefers
+        D = -R.copy(); D[rows, picked] += 1
+        ED, aD = st.commutators(D), _agreements(D, exclude)
+        # the objective along R + γD is a parabola in γ: step to its minimum
+        a2 = (w[:, None, None] * ED ** 2).sum() + exclude_weight / d * (aD ** 2).sum()
+        a1 = 2 * (Ew * ED).sum() + 2 * exclude_weight / d * (a * aD).sum()
+        if fixed is not None: a1 = a1 + (fixed * D).sum()
+        gamma = float(np.clip(-a1 / (2 * a2), 0, 1)) if a2 > 0 else 0.0
+        if gamma <= 1e-9: break
+        R, E = R + gamma * D, E + gamma * ED
+    return R
 
 # %% ../nbs/25_ws_discovery.ipynb #44c5be43
 def _fix(R: np.ndarray, fixed: np.ndarray, i: int, j: int, big: float) -> np.ndarray:
