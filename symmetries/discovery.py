@@ -188,7 +188,7 @@ def plant_symmetry(images: torch.Tensor, subgroup: str, seed: int = 0) -> torch.
         if chosen.any(): out[chosen] = square_transform(images[chosen], e)
     return out
 
-# %% ../nbs/25_ws_discovery.ipynb #b565d125
+# %% ../nbs/25_ws_discovery.ipynb #1bc13e76
 def _agreements(R: np.ndarray, perms: list) -> np.ndarray:
     "⟨P_e, R⟩ for each permutation e: how many positions R sends where e does."
     cols = np.arange(R.shape[0])
