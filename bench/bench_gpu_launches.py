@@ -16,13 +16,13 @@ gpu_launches_quick.json, never a recorded result):
    with its ratio to the floor.
 Each time is the median over interleaved rounds of the mean time per call (CUDA events on a GPU).
 """
-import argparse, importlib.util, json, os, statistics, sys, time
+import argparse, json, os, statistics, sys, time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from benchutil import device_name, sync
+from benchutil import device_name, load_authors, sync
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -122,15 +122,6 @@ def sharp(layer, seed=0):
     d, G = layer.d, layer.group_size
     perms = torch.stack([torch.eye(d)] + [torch.eye(d)[torch.randperm(d, generator=g)] for _ in range(G - 1)])
     set_representation_logits(layer, perms.to(layer.rep_logits.device), scale=8.0, noise=1.0)
-
-
-def load_authors(path):
-    "wsmodules.py from a checkout of the authors' repository."
-    f = Path(path) / "wsmodules.py"
-    if not f.exists(): raise SystemExit(f"--authors: no wsmodules.py in {path}")
-    spec = importlib.util.spec_from_file_location("authors_wsmodules", f)
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
 
 
 def layer_fns(layer, x, dev, fused_ok, authors=None) -> dict:

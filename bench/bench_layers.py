@@ -14,10 +14,10 @@ otherwise every fresh 10–20 MB activation is a new mmap that page-faults, and 
 For context the table also times an *unfused reference* built like the authors' layers (log-space autograd Sinkhorn,
 einsum kernel expansion, bias added to the output afterwards).
 """
-import argparse, importlib.util, json, os, platform, resource, subprocess, sys, time
+import argparse, json, os, platform, resource, subprocess, sys, time
 from pathlib import Path
 
-from benchutil import reexec_with_malloc_settings, device_name, sync as _sync
+from benchutil import reexec_with_malloc_settings, device_name, load_authors, sync as _sync
 reexec_with_malloc_settings()
 
 import torch
@@ -32,15 +32,6 @@ from symmetries.sinkhorn import sinkhorn
 RESULTS = ROOT / "bench" / "results"
 DEVICE = torch.device("cpu")
 AUTHORS = None          # the authors' wsmodules module, when --authors points at a checkout of their repository
-
-
-def load_authors(path):
-    "Import wsmodules.py from a checkout of the authors' repository (github.com/computri/learnable-weight-sharing)."
-    f = Path(path) / "wsmodules.py"
-    if not f.exists(): raise SystemExit(f"--authors: no wsmodules.py in {path}")
-    spec = importlib.util.spec_from_file_location("authors_wsmodules", f)
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
 
 
 def authors_layer(layer):

@@ -1,5 +1,7 @@
-"""What the benchmark scripts share: glibc's allocator settings, the device's name, and synchronisation."""
-import os, platform, sys
+"""What the benchmark scripts share: glibc's allocator settings, the device's name, synchronisation, and the authors'
+layers."""
+import importlib.util, os, platform, sys
+from pathlib import Path
 
 import torch
 
@@ -26,3 +28,12 @@ def device_name(device: torch.device) -> str:
 def sync(device: torch.device):
     "Wait for the GPU (a no-op on the CPU), so that a clock read after it measures finished work."
     if device.type == "cuda": torch.cuda.synchronize(device)
+
+
+def load_authors(path):
+    "Import wsmodules.py from a checkout of the authors' repository (github.com/computri/learnable-weight-sharing)."
+    f = Path(path) / "wsmodules.py"
+    if not f.exists(): raise SystemExit(f"--authors: no wsmodules.py in {path}")
+    spec = importlib.util.spec_from_file_location("authors_wsmodules", f)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
