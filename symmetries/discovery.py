@@ -30,6 +30,8 @@ __all__ = ['SQUARE_SUBGROUPS', 'pyramid_sizes', 'WindowMoments', 'window_moments
 # %% ../nbs/25_ws_discovery.ipynb #8f26c41e
 def pyramid_sizes(side: int, kernel_size: int) -> list[int]:
     "Sides from `side` down by halves while at least `kernel_size`, ending at `kernel_size` (one window = the image)."
+    k = check_int(kernel_size, "kernel_size", minimum=1)
+    side = check_int(side, "side", minimum=k)
     sizes, m = [], side
     while m >= kernel_size:
         sizes.append(m)
@@ -71,6 +73,7 @@ def window_moments(images: torch.Tensor, kernel_size: int = 5, sizes: list | Non
     side = min(images.shape[-2:])
     k = check_int(kernel_size, "kernel_size", minimum=2, maximum=side)
     x = images.detach().float().cpu()
+    if not torch.isfinite(x).all(): raise ValueError("images must be finite: they hold NaN or infinite values")
     sizes = pyramid_sizes(side, k) if sizes is None else sizes
     feats, blocks, off = [], [], 0
     for m in sizes:
@@ -180,6 +183,9 @@ def plant_symmetry(images: torch.Tensor, subgroup: str, seed: int = 0) -> torch.
     "Each image turned by a random element of the named subgroup of D4 (`SQUARE_SUBGROUPS`): the data get its symmetry."
     if subgroup not in SQUARE_SUBGROUPS:
         raise ValueError(f"subgroup must be one of {list(SQUARE_SUBGROUPS)}, got {subgroup!r}")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] != images.shape[-2]:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a tensor (N, C, H, W) with H == W (square, for the quarter turns), got {got}")
     elements = SQUARE_SUBGROUPS[subgroup]
     pick = torch.randint(len(elements), (len(images),), generator=torch.Generator().manual_seed(seed), device="cpu")
     out = images.clone()
@@ -400,18 +406,25 @@ def discover_kernel_symmetry(images: torch.Tensor, kernel_size: int = 5, group_s
 # %% ../nbs/25_ws_discovery.ipynb #1db5d04f
 def chiral_glyph(size: int = 4, seed: int = 0, max_overlap: float = 0.6) -> torch.Tensor:
     "A random glyph (size×size, values 0 or in [0.5, 1]) overlapping each of its D4 images by ≤ `max_overlap` anywhere."
+    size = check_int(size, "size", minimum=2)
+    max_overlap = check_number(max_overlap, "max_overlap", strict=True)
     g = torch.Generator().manual_seed(seed)
-    while True:
+    for _ in range(10_000):
         glyph = (torch.rand(size, size, generator=g) < 0.5).float() * (0.5 + 0.5 * torch.rand(size, size, generator=g))
         if glyph.sum() < 2: continue
         moved = torch.stack([square_transform(glyph, e) for e in range(1, 8)])[:, None]
         overlap = F.conv2d(F.pad(moved, (size - 1,) * 4), glyph[None, None]).amax()
         if overlap <= max_overlap * (glyph ** 2).sum(): return glyph
+    raise ValueError(f"no {size}×{size} glyph in 10,000 draws overlaps its turns and flips by at most "
+                     f"max_overlap={max_overlap}: allow more overlap")
 
 
 def glyph_textures(n: int, side: int = 28, glyph_size: int = 4, density: float = 0.03, noise: float = 0.05,
                    seed: int = 0) -> torch.Tensor:
     "(n, 1, side, side) shot noise: copies of one chiral glyph at random places (wrapping), random strengths, noise."
+    n = check_int(n, "n", minimum=1)
+    glyph_size = check_int(glyph_size, "glyph_size", minimum=2)
+    side = check_int(side, "side", minimum=glyph_size)
     g = torch.Generator().manual_seed(seed)
     glyph = chiral_glyph(glyph_size, seed)
     places = (torch.rand(n, 1, side, side, generator=g) < density).float()

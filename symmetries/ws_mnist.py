@@ -48,6 +48,8 @@ MODEL_NAMES = ("cnn", "gcnn", "wscnn", "wscnn+norm", "wscnn+norm+ent", "wscnn (i
 
 def variant_group(variant: str, kernel_size: int = 5) -> Group:
     "The group of kernel positions of the GCNN for `variant`: D4 (rotated+flipped), the mirror (flipped), else C4."
+    if variant not in MNIST_VARIANTS:
+        raise ValueError(f"variant must be one of {list(MNIST_VARIANTS)}, got {variant!r}")
     d4 = dihedral_group(kernel_size)
     if variant == "rotated+flipped": return d4
     if variant == "flipped": return Group(d4.perms[[0, 4]], name=f"mirror |[{kernel_size}x{kernel_size}]")

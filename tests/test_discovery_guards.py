@@ -37,3 +37,28 @@ def test_a_group_size_the_data_do_not_support_is_refused():
     from symmetries.discovery import discover_kernel_symmetry
     with pytest.raises(ValueError, match="support a group of order 2"):
         discover_kernel_symmetry(training_digits("flipped", 14, 2000), kernel_size=5, group_size=4, seed=0)
+
+
+def test_bad_input_gets_one_clear_error():
+    "NaN or infinite images, wrong shapes, arguments the data cannot support: a ValueError naming the argument."
+    from symmetries.discovery import (chiral_glyph, discover_kernel_symmetry, glyph_textures, plant_symmetry,
+                                      pyramid_sizes)
+    from symmetries.ws_mnist import variant_group
+    x = torch.rand(40, 1, 10, 10)
+    for bad in (float("nan"), float("inf")):
+        y = x.clone(); y[3, 0, 2, 2] = bad
+        with pytest.raises(ValueError, match="images must be finite"): discover_kernel_symmetry(y, kernel_size=3)
+    with pytest.raises(ValueError, match=r"images must be a tensor \(N, C, H, W\)"):
+        discover_kernel_symmetry(x[:, 0], kernel_size=3)
+    with pytest.raises(ValueError, match="at least 20 images"): discover_kernel_symmetry(x[:10], kernel_size=3)
+    with pytest.raises(ValueError, match="kernel_size"): discover_kernel_symmetry(x, kernel_size=11)
+    with pytest.raises(ValueError, match="alpha"): discover_kernel_symmetry(x, kernel_size=3, alpha=float("nan"))
+    with pytest.raises(ValueError, match="H == W"): plant_symmetry(torch.rand(5, 1, 4, 6), "C4")
+    with pytest.raises(ValueError, match="H == W"): plant_symmetry(x[:, 0], "C4")
+    with pytest.raises(ValueError, match="subgroup must be one of"): plant_symmetry(x, "C3")
+    with pytest.raises(ValueError, match="side"): pyramid_sizes(3, 5)
+    with pytest.raises(ValueError, match="max_overlap"): chiral_glyph(4, max_overlap=0.0)
+    with pytest.raises(ValueError, match="allow more overlap"): chiral_glyph(2, max_overlap=0.01)
+    with pytest.raises(ValueError, match="n must be"): glyph_textures(0)
+    with pytest.raises(ValueError, match="side"): glyph_textures(3, side=2)
+    with pytest.raises(ValueError, match="variant must be one of"): variant_group("rotated by 45")
