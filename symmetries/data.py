@@ -19,7 +19,7 @@ from .groups import cyclic_group, rotation_group, cube_rotation_group, perms_to_
 __all__ = ['MNIST_VARIANTS', 'MNIST_MEAN', 'MNIST_STD', 'CIFAR_MEAN', 'CIFAR_STD', 'ToyData', 'symmetry_toy', 'shift_toy',
            'rotation_toy', 'cube_c4xc4_perms', 'cube_toy', 'rotate_images', 'scale_images', 'mirror_images',
            'transform_digits', 'offline_digits', 'mnist_tensors', 'mnist_variant', 'digit_augmentation',
-           'write_mnist_fixture', 'cifar10_tensors', 'cifar10_data', 'random_hflip', 'fake_cifar10',
+           'augmented_views', 'write_mnist_fixture', 'cifar10_tensors', 'cifar10_data', 'random_hflip', 'fake_cifar10',
            'write_cifar10_fixture']
 
 # %% ../nbs/08_data.ipynb #9e0ac955
@@ -223,6 +223,18 @@ def digit_augmentation(variant: str = "rotated", normalize: bool = True):
     def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return _random_variant(x - background, *MNIST_VARIANTS[variant], generator) + background
     return augment
+
+# %% ../nbs/08_data.ipynb #98fb59d4
+def augmented_views(images: torch.Tensor, variant: str, seed: int = 0, views: int = 1) -> torch.Tensor:
+    "`images` (N, C, H, W) in `views` fresh random transformations of `variant` each, view after view (views·N images)."
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a tensor (N, C, H, W), got {got}")
+    views = check_int(views, "views", minimum=1)
+    augment = digit_augmentation(variant)
+    # view v draws from the stream seed + 7 + 1000·v: never the stream `fit` trains with (`seed`)
+    return torch.cat([augment(images, generator=torch.Generator().manual_seed(seed + 7 + 1000 * v))
+                      for v in range(views)])
 
 # %% ../nbs/08_data.ipynb #6c06c715
 def _write_idx(path, arr: np.ndarray):

@@ -11,7 +11,7 @@ from importlib.resources import files
 import torch
 import torch.nn as nn
 
-from .data import mnist_variant, digit_augmentation, MNIST_VARIANTS
+from .data import mnist_variant, digit_augmentation, augmented_views, MNIST_VARIANTS
 from .models import CNN, GCNN, WSCNN, PAPER_INIT, ws_regularizer
 from .analysis import c4_match, layer_matches
 from .groups import Group, dihedral_group, rotation_group
@@ -92,9 +92,7 @@ def discover_from_training_images(train, variant: str, cfg: dict, seed: int = 0)
     if cfg.get("augment", False) and MNIST_VARIANTS.get(variant) is not None:
         # each view draws fresh transformations, as each epoch does: under a true symmetry the views of one image have
         # uncorrelated defects (each averages to zero over the transformations), so the test keeps its level
-        views = max(1, min(cfg["epochs"], DISCOVERY_IMAGES // len(x)))
-        x = torch.cat([digit_augmentation(variant)(x, generator=torch.Generator().manual_seed(seed + 7 + 1000 * v))
-                       for v in range(views)])
+        x = augmented_views(x, variant, seed, views=max(1, min(cfg["epochs"], DISCOVERY_IMAGES // len(x))))
     return discover_kernel_symmetry(x, cfg["kernel_size"], seed=seed)
 
 def _model_group(name: str, variant: str, cfg: dict, found):

