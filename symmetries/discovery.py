@@ -4,9 +4,8 @@
 
 # %% ../nbs/25_ws_discovery.ipynb #8d579467
 from __future__ import annotations
-import json, math, time
+import math, time
 from dataclasses import dataclass, field
-from importlib.resources import files
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ __all__ = ['SQUARE_SUBGROUPS', 'pyramid_sizes', 'WindowMoments', 'window_moments
            'plant_symmetry', 'relaxed_symmetry', 'round_symmetry', 'polish_symmetry', 'propose_symmetries',
            'group_closure', 'DiscoveredSymmetry', 'describe_group_of', 'named_square_groups',
            'discover_kernel_symmetry', 'chiral_glyph', 'glyph_textures', 'planted_images', 'run_planted',
-           'recorded_benchmark', 'benchmark_summary', 'show_confusion', 'show_data_curve', 'apply_symmetry']
+           'benchmark_summary', 'show_confusion', 'show_data_curve', 'apply_symmetry']
 
 # %% ../nbs/25_ws_discovery.ipynb #8f26c41e
 def pyramid_sizes(side: int, kernel_size: int) -> list[int]:
@@ -451,11 +450,6 @@ def run_planted(kind: str, side: int, kernel_size: int, subgroup: str, draw: int
     found = discover_kernel_symmetry(x, kernel_size, seed=draw)
     return dict(kind=kind, side=side, k=kernel_size, planted=subgroup, draw=draw, n=n, found=found.name(),
                 order=found.order, seconds=time.perf_counter() - t0, tested=len(found.tested))
-
-
-def recorded_benchmark(name: str = "discovery_benchmark") -> dict:
-    "The recorded planted benchmark shipped with the package (written by `studies/discovery_benchmark.py`)."
-    return json.loads((files("symmetries") / "results" / f"{name}.json").read_text())
 
 
 def benchmark_summary(bench: dict) -> dict:

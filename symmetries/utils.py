@@ -4,7 +4,8 @@
 
 # %% ../nbs/01_utils.ipynb #89093d5f
 from __future__ import annotations
-import contextlib, os, random
+import contextlib, json, os, random
+from importlib.resources import files
 
 import numpy as np
 import torch
@@ -13,7 +14,8 @@ from tqdm.auto import tqdm
 from .checks import check_int
 
 # %% auto #0
-__all__ = ['default_device', 'model_device', 'set_seed', 'cpu_threads', 'resolve_config', 'progress', 'markdown_table']
+__all__ = ['default_device', 'model_device', 'set_seed', 'cpu_threads', 'resolve_config', 'progress', 'markdown_table',
+           'recorded_study']
 
 # %% ../nbs/01_utils.ipynb #254377e4
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -75,3 +77,11 @@ def markdown_table(rows: list[dict], keys: list | None = None, fmt: str = ".4g")
     cell = lambda v: format(v, fmt) if isinstance(v, float) else str(v)
     return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] +
                      ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows])
+
+# %% ../nbs/01_utils.ipynb #7780c55d
+def recorded_study(name: str) -> dict:
+    "A study's recorded output, `symmetries/results/NAME.json` (package data): its runs and its command, date, machine."
+    if not isinstance(name, str) or not name: raise TypeError(f"name must be a study's name (a str), got {name!r}")
+    path = files("symmetries") / "results" / f"{name}.json"
+    if not path.is_file(): raise FileNotFoundError(f"no recorded study {name!r}: run studies/{name}.py")
+    return json.loads(path.read_text())

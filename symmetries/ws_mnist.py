@@ -4,9 +4,8 @@
 
 # %% ../nbs/26_ws_mnist.ipynb #bb598339
 from __future__ import annotations
-import json, math, statistics, time
+import math, statistics, time
 from collections import Counter
-from importlib.resources import files
 
 import torch
 import torch.nn as nn
@@ -22,7 +21,7 @@ from .utils import default_device, cpu_threads, resolve_config
 # %% auto #0
 __all__ = ['CONFIGS', 'PAPER_CONFIG', 'FAST_CONFIG', 'MODEL_NAMES', 'DISCOVERY_IMAGES', 'PAPER_RESULTS', 'variant_group',
            'make_digit_model', 'starts_from_data', 'regularizer_for', 'discover_from_training_images', 'run_digits',
-           'results_table', 'recorded_runs', 'summarize_runs', 'accuracy_gap', 'gap_sentence']
+           'results_table', 'summarize_runs', 'accuracy_gap', 'gap_sentence']
 
 # %% ../nbs/26_ws_mnist.ipynb #003c47ac
 _PROTOCOL = dict(kernel_size=5, batch_size=64, augment=True)
@@ -156,12 +155,6 @@ def results_table(results: dict, variant: str, config_label: str) -> str:
     return "\n".join(rows)
 
 # %% ../nbs/26_ws_mnist.ipynb #f0b2426b
-def recorded_runs(name: str = "ws_discovery") -> dict:
-    "A study's recorded output (`symmetries/results/NAME.json`, package data): {'runs': [...], 'meta': {...}}."
-    path = files("symmetries") / "results" / f"{name}.json"
-    if not path.is_file(): raise FileNotFoundError(f"no recorded study {name!r}: run studies/{name}.py")
-    return json.loads(path.read_text())
-
 def _mean_std(xs, scale=1.0):
     xs = [scale * x for x in xs if x is not None]
     if not xs: return "–"
